@@ -1,0 +1,35 @@
+"""ldct_sim: low-dose CT simulation for denoising research.
+
+HU → linear attenuation (cm⁻¹) at a monochromatic energy → fan-beam projection (ASTRA, PyTorch or
+tomosipo) → Poisson + electronic noise on the transmission counts → fan-beam FBP, with the six
+scanner systems of Zhang et al. (QIMS 2024) as presets, MONAI transforms and a dataset builder.
+"""
+
+from .attenuation import hu_to_mu, material_mu, mu_to_hu, mu_water
+from .fbp import FILTERS, fbp
+from .geometry import DEFAULT_N_VIEWS, PAPER_PRESETS, FanBeamGeometry, ScannerPreset, get_preset
+from .projectors import BACKENDS, available_backends, get_projector
+from .simulate import LowDoseSimulator, forward_project, simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_N_VIEWS",
+    "FILTERS",
+    "FanBeamGeometry",
+    "LowDoseSimulator",
+    "PAPER_PRESETS",
+    "ScannerPreset",
+    "available_backends",
+    "fbp",
+    "forward_project",
+    "get_preset",
+    "get_projector",
+    "hu_to_mu",
+    "material_mu",
+    "mu_to_hu",
+    "mu_water",
+    "simulate",
+    "__version__",
+]

@@ -1,0 +1,185 @@
+"""Fan-beam filtered backprojection for a flat detector over a full 360° scan.
+
+ASTRA's CPU ``FBP`` accepts parallel-beam geometries only, so the fan-beam FBP is written here, in
+torch (CPU or GPU, batched), following Kak & Slaney, *Principles of Computerized Tomographic
+Imaging*, §3.4.2 (equally spaced collinear detectors):
+
+1. rescale the detector to a virtual detector through the rotation axis, ``s = u·SOD/SDD``;
+2. pre-weight each ray by ``SOD / sqrt(SOD² + s²)`` (the cosine of its fan angle);
+3. filter along ``s`` with the band-limited ramp kernel of sampling step ``Δs = Δu·SOD/SDD`` (in cm,
+   so the image comes out in cm⁻¹), optionally windowed;
+4. backproject pixel by pixel with the distance weight ``1/U²``, ``U = (SOD + x·sinβ' …)/SOD`` the
+   source-to-pixel distance along the central ray over SOD, and ``½·Δβ`` per view (each ray is
+   measured twice in a full scan).
+
+The formula is exact in the continuum for full scans with a flat detector; discretisation error
+comes from the linear interpolation along the detector and the finite number of views. Short scans
+would need Parker weighting, which this module does not implement: it refuses geometries that do not
+cover 360°. Filters, from most to least sensitive to noise: ``ram-lak`` (plain ramp, the study's
+"Ramp filter"), ``shepp-logan``, ``cosine``, ``hann``.
+
+References:
+    A. C. Kak and M. Slaney, Principles of Computerized Tomographic Imaging, IEEE Press, 1988, ch. 3.
+    The windowed filters follow scikit-image's ``skimage.transform.iradon``, whose filter builder is
+    private and numpy-only, hence this torch version.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .geometry import FanBeamGeometry
+from .projectors.base import as_tensor_image, restore_type
+
+__all__ = ["FILTERS", "fbp", "ramp_filter", "filter_sinogram", "weighted_backproject"]
+
+#: FBP filter names, from most to least noise-sensitive.
+FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
+
+
+def _check_filter(filter_name: str) -> str:
+    if filter_name not in FILTERS:
+        raise ValueError(f"Unknown filter {filter_name!r}; expected one of {FILTERS}.")
+    return filter_name
+
+
+def ramp_filter(n: int, filter_name: str = "ram-lak", frequency_scaling: float = 1.0, dtype=torch.float64) -> torch.Tensor:
+    """Frequency response (length ``n``, FFT order) of the windowed band-limited ramp, per unit sample step.
+
+    The ramp is the DFT of the spatial kernel h(0)=1/4, h(k odd)=-1/(π²k²), h(k even)=0, which has
+    no DC offset (Kak & Slaney eq. 61), so a uniform object reconstructs without a bias.
+    ``frequency_scaling`` in (0, 1] narrows the window; frequencies above it are cut.
+    """
+    _check_filter(filter_name)
+    if not 0.0 < frequency_scaling <= 1.0:
+        raise ValueError(f"`frequency_scaling` must be in (0, 1], got {frequency_scaling!r}.")
+    k = torch.arange(n, dtype=dtype)
+    k = torch.where(k <= n // 2, k, k - n)  # signed lags in FFT order
+    h = torch.zeros(n, dtype=dtype)
+    h[0] = 0.25
+    odd = k.remainder(2) == 1
+    h[odd] = -1.0 / (math.pi * k[odd]) ** 2
+    response = torch.fft.fft(h).real  # equals |f| (cycles per sample) up to Nyquist, band-limited
+    f = torch.fft.fftfreq(n, dtype=dtype) / frequency_scaling  # cycles per sample, scaled window
+    if filter_name == "shepp-logan":
+        window = torch.sinc(f)
+    elif filter_name == "cosine":
+        window = torch.cos(math.pi * f)
+    elif filter_name == "hann":
+        window = 0.5 * (1.0 + torch.cos(2.0 * math.pi * f))
+    else:
+        window = torch.ones_like(f)
+    window = torch.where(f.abs() <= 0.5, window, torch.zeros_like(window))
+    return response * window
+
+
+def filter_sinogram(
+    sino: torch.Tensor, geometry: FanBeamGeometry, filter_name: str = "ram-lak", frequency_scaling: float = 1.0
+) -> torch.Tensor:
+    """Steps 1-3 of the module docstring: cosine pre-weighting and ramp filtering along the detector.
+
+    Returns ``q`` with the sinogram's shape, in cm⁻¹ per radian of view (ready for backprojection).
+    """
+    g = geometry
+    n_det = g.n_det
+    s_mm = torch.as_tensor(g.det_positions_mm * (g.sod_mm / g.sdd_mm), dtype=sino.dtype, device=sino.device)
+    weighted = sino * (g.sod_mm / torch.sqrt(g.sod_mm**2 + s_mm**2))
+    n_fft = max(64, 1 << int(math.ceil(math.log2(2 * n_det))))  # zero padding against wrap-around
+    response = ramp_filter(n_fft, filter_name, frequency_scaling).to(device=sino.device, dtype=sino.dtype)
+    spectrum = torch.fft.rfft(weighted, n=n_fft, dim=-1) * response[: n_fft // 2 + 1]
+    filtered = torch.fft.irfft(spectrum, n=n_fft, dim=-1)[..., :n_det]
+    ds_cm = g.det_pixel_mm * (g.sod_mm / g.sdd_mm) / 10.0
+    return filtered / ds_cm
+
+
+def _views_per_chunk(n_img: int, n_pixels: int, device: torch.device) -> int:
+    # On the CPU, two views at a time keep the per-pixel temporaries in cache (measured fastest at 512²).
+    if device.type != "cuda":
+        return 2
+    return max(1, (1 << 26) // (n_img * n_pixels * n_pixels))
+
+
+def weighted_backproject(q: torch.Tensor, geometry: FanBeamGeometry) -> torch.Tensor:
+    """Step 4: pixel-driven backprojection with the fan-beam distance weight ``1/U²``.
+
+    Args:
+        q: filtered sinogram ``(..., n_views, n_det)`` from :func:`filter_sinogram`.
+        geometry: the scan.
+
+    Returns:
+        ``(..., n_pixels, n_pixels)``: ``½ Σ_views Δβ q(u(x, β)) / U(x, β)²``.
+
+    This is not the adjoint of a projector (which weights by 1/U): FBP needs 1/U². Detector values
+    are linearly interpolated (zero beyond the detector's ends). Written with ``gather`` over a few
+    views at a time rather than ``grid_sample``: 10× faster on the CPU, where it beats ASTRA's own BP.
+    """
+    g = geometry
+    lead = q.shape[:-2]
+    n_img = max(1, math.prod(lead))
+    n, n_det, dev, dt = g.n_pixels, g.n_det, q.device, q.dtype
+    padded = F.pad(q.reshape(n_img, g.n_views, n_det), (1, 1))  # zeros beyond both detector ends
+    slope = (padded[..., 1:] - padded[..., :-1]).contiguous()  # (N, V, n_det + 1)
+    base = padded[..., :-1].contiguous()
+    coord = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2.0) * g.pixel_size_mm
+    ang = torch.as_tensor(g.angles)
+    cos, sin = torch.cos(ang)[:, None], torch.sin(ang)[:, None]
+    x, y = coord[None, :], -coord[None, :]  # columns left to right, rows top to bottom (y up)
+    # u/Δu = SDD/Δu · (x cosβ + y sinβ) / (SOD·U) and U = 1 + (−x sinβ + y cosβ)/SOD: separable in x and y
+    k = g.sdd_mm / (g.det_pixel_mm * g.sod_mm)
+    num_x, num_y = (k * x * cos).to(dev, dt), (k * y * sin).to(dev, dt)
+    den_x, den_y = (-x * sin / g.sod_mm).to(dev, dt), (y * cos / g.sod_mm).to(dev, dt)
+    offset = (n_det - 1) / 2.0 + 1.0  # +1 for the zero pad
+    out = torch.zeros(n_img, n * n, dtype=dt, device=dev)
+    chunk = _views_per_chunk(n_img, n, dev)
+    for s in range(0, g.n_views, chunk):
+        e = min(g.n_views, s + chunk)
+        inv_u = torch.reciprocal(1.0 + den_x[s:e, None, :] + den_y[s:e, :, None])  # 1/U, (c, n, n)
+        pos = (num_x[s:e, None, :] + num_y[s:e, :, None]).mul_(inv_u).add_(offset).clamp_(0.0, n_det + 1 - 1e-3)
+        idx = pos.to(torch.int64)
+        frac = pos.sub_(idx).reshape(1, e - s, -1)
+        idx = idx.reshape(1, e - s, -1).expand(n_img, -1, -1)
+        val = torch.addcmul(torch.gather(base[:, s:e], 2, idx), torch.gather(slope[:, s:e], 2, idx), frac)
+        out += (val * inv_u.square_().reshape(1, e - s, -1)).sum(1)
+    out *= 0.5 * g.angle_step
+    return out.reshape(*lead, n, n)
+
+
+def fbp(
+    sinogram,
+    geometry: FanBeamGeometry,
+    filter: str = "ram-lak",  # noqa: A002 - the name the issue and users know
+    *,
+    frequency_scaling: float = 1.0,
+    device: str | torch.device | None = None,
+):
+    """Reconstruct attenuation (cm⁻¹) from fan-beam line integrals by filtered backprojection.
+
+    Args:
+        sinogram: dimensionless line integrals ``(..., n_views, n_det)``, numpy or torch.
+        geometry: the scan; must cover 360° (no Parker weighting for short scans).
+        filter: one of :data:`FILTERS`. Default ``"ram-lak"``.
+        frequency_scaling: window cut-off as a fraction of Nyquist, in (0, 1]. Default 1.
+        device: where to compute; default the tensor's own device.
+
+    Returns:
+        ``(..., n_pixels, n_pixels)`` in cm⁻¹, same array type as the input.
+
+    Raises:
+        ValueError: unknown filter, a short scan, a wrong sinogram shape or non-finite values.
+    """
+    _check_filter(filter)
+    if not geometry.is_full_scan:
+        raise ValueError("fbp: the geometry must cover 360°; short scans need Parker weighting, which is not implemented.")
+    t, was_numpy = as_tensor_image(sinogram, "fbp", geometry.sinogram_shape)
+    if not torch.isfinite(t).all():
+        raise ValueError("fbp: the sinogram holds NaN or infinite values.")
+    home = t.device
+    if device is not None:
+        t = t.to(device)
+    q = filter_sinogram(t, geometry, filter, frequency_scaling)
+    img = weighted_backproject(q, geometry).to(home)
+    return restore_type(img, was_numpy)

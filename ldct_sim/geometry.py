@@ -1,0 +1,281 @@
+"""Fan-beam CT geometry with a flat detector, and the six systems of the resolution-transfer study.
+
+Conventions (shared by every projector backend):
+
+* Lengths in mm, angles in radians, photon counts as numbers of photons.
+* The image is ``n_pixels × n_pixels`` square pixels of side ``pixel_size_mm``, centred on the
+  rotation axis. Pixel ``(row, col)`` sits at ``x = (col - (n-1)/2)·Δx`` and
+  ``y = ((n-1)/2 - row)·Δx``: x to the right, y up, row 0 at the top (ASTRA's convention).
+* At view angle θ the source is at ``SOD·(sin θ, -cos θ)``, the flat detector's centre at
+  ``-(SDD - SOD)·(sin θ, -cos θ)`` and detector coordinate ``u`` runs along ``(cos θ, sin θ)``;
+  detector element ``i`` is centred at ``u = (i - (n_det-1)/2)·det_pixel_mm``.
+* ``n_views`` angles cover a full 360° scan without repeating the end point:
+  ``θ_k = angle_offset + 2π k / n_views``.
+
+``geometry.py`` never imports ASTRA: backends convert with their own adapters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["FanBeamGeometry", "ScannerPreset", "PAPER_PRESETS", "DEFAULT_N_VIEWS", "get_preset"]
+
+#: Default number of views over 360°. Angular sampling of an N×N image needs about π/2·N views
+#: (804 for N = 512); 720 (0.5° steps, a common bench-top choice) keeps view aliasing outside the
+#: body for abdominal slices and halves the cost against 1440. Override ``n_views`` as needed.
+DEFAULT_N_VIEWS = 720
+
+
+def _positive(where: str, name: str, value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{where}: `{name}` must be a number, got {value!r}.") from err
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{where}: `{name}` must be a positive finite number, got {value!r}.")
+    return value
+
+
+def _positive_int(where: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{where}: `{name}` must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FanBeamGeometry:
+    """A 2-D fan-beam scan with a flat detector over a full circle, as a value.
+
+    Args:
+        pixel_size_mm: side of an image pixel Δx in mm.
+        n_pixels: image side in pixels (square image). Default 512.
+        sod_mm: source-to-rotation-centre distance in mm.
+        sdd_mm: source-to-detector distance in mm; must exceed ``sod_mm``.
+        det_pixel_mm: detector element pitch in mm. Default ``sdd_mm / sod_mm * pixel_size_mm``
+            (the study's Δdet = SDD/SOD·Δx: one image pixel at the centre maps to one element).
+        n_det: number of detector elements. Default: the fewest that see the whole image
+            circle (the circle through the image corners) at this magnification.
+        n_views: number of views over 360°. Default :data:`DEFAULT_N_VIEWS` (720).
+        angle_offset: angle of the first view in radians. Default 0.
+
+    Raises:
+        ValueError: non-positive sizes, ``sdd_mm <= sod_mm``, or a source inside the image circle.
+
+    Example:
+        >>> g = FanBeamGeometry(pixel_size_mm=0.625, n_pixels=512, sod_mm=750.0, sdd_mm=1500.0)
+        >>> g.det_pixel_mm, g.n_det
+        (1.25, 773)
+        >>> g[::2].n_views
+        360
+    """
+
+    pixel_size_mm: float
+    n_pixels: int = 512
+    sod_mm: float
+    sdd_mm: float
+    det_pixel_mm: float | None = None
+    n_det: int | None = None
+    n_views: int = DEFAULT_N_VIEWS
+    angle_offset: float = 0.0
+    angle_step: float | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        where = "FanBeamGeometry"
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass setter
+        set_("pixel_size_mm", _positive(where, "pixel_size_mm", self.pixel_size_mm))
+        set_("n_pixels", _positive_int(where, "n_pixels", self.n_pixels))
+        set_("sod_mm", _positive(where, "sod_mm", self.sod_mm))
+        set_("sdd_mm", _positive(where, "sdd_mm", self.sdd_mm))
+        if self.sdd_mm <= self.sod_mm:
+            raise ValueError(f"{where}: `sdd_mm` ({self.sdd_mm}) must exceed `sod_mm` ({self.sod_mm}).")
+        radius = self.fov_radius_mm
+        if radius >= self.sod_mm:
+            raise ValueError(
+                f"{where}: the image circle (radius {radius:.1f} mm = n_pixels·pixel_size_mm/√2) must lie "
+                f"inside the source circle, `sod_mm` ({self.sod_mm}); use a larger sod_mm or a smaller image."
+            )
+        if self.det_pixel_mm is None:
+            set_("det_pixel_mm", self.sdd_mm / self.sod_mm * self.pixel_size_mm)
+        set_("det_pixel_mm", _positive(where, "det_pixel_mm", self.det_pixel_mm))
+        if self.n_det is None:
+            # a ray tangent to the image circle meets the detector at u = SDD·R/√(SOD² − R²)
+            u_max = self.sdd_mm * radius / math.sqrt(self.sod_mm**2 - radius**2)
+            set_("n_det", int(math.ceil(2 * u_max / self.det_pixel_mm - 1e-6)))
+        set_("n_det", _positive_int(where, "n_det", self.n_det))
+        set_("n_views", _positive_int(where, "n_views", self.n_views))
+        offset = float(self.angle_offset)
+        if not math.isfinite(offset):
+            raise ValueError(f"{where}: `angle_offset` must be finite, got {self.angle_offset!r}.")
+        set_("angle_offset", offset)
+        step = 2 * math.pi / self.n_views if self.angle_step is None else float(self.angle_step)
+        set_("angle_step", step)
+
+    # ---- derived quantities -------------------------------------------------------------------
+    @property
+    def odd_mm(self) -> float:
+        """Rotation-centre-to-detector distance, SDD − SOD, in mm."""
+        return self.sdd_mm - self.sod_mm
+
+    @property
+    def magnification(self) -> float:
+        """SDD / SOD."""
+        return self.sdd_mm / self.sod_mm
+
+    @property
+    def fov_mm(self) -> float:
+        """Side of the reconstructed square image, n_pixels·Δx, in mm."""
+        return self.n_pixels * self.pixel_size_mm
+
+    @property
+    def fov_radius_mm(self) -> float:
+        """Radius of the circle through the image corners, in mm."""
+        return self.fov_mm / math.sqrt(2.0)
+
+    @property
+    def fan_angle(self) -> float:
+        """Full fan angle covered by the detector, in radians."""
+        return 2.0 * math.atan(0.5 * self.n_det * self.det_pixel_mm / self.sdd_mm)
+
+    @property
+    def angles(self) -> np.ndarray:
+        """View angles θ_k in radians, float64 array of length ``n_views``."""
+        return self.angle_offset + self.angle_step * np.arange(self.n_views, dtype=np.float64)
+
+    @property
+    def det_positions_mm(self) -> np.ndarray:
+        """Detector element centres u_i in mm, float64 array of length ``n_det``."""
+        return (np.arange(self.n_det, dtype=np.float64) - (self.n_det - 1) / 2.0) * self.det_pixel_mm
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return (self.n_pixels, self.n_pixels)
+
+    @property
+    def sinogram_shape(self) -> tuple[int, int]:
+        """(n_views, n_det)."""
+        return (self.n_views, self.n_det)
+
+    @property
+    def is_full_scan(self) -> bool:
+        return math.isclose(self.angle_step * self.n_views, 2 * math.pi, rel_tol=1e-9)
+
+    # ---- value semantics ----------------------------------------------------------------------
+    def replace(self, **changes) -> FanBeamGeometry:
+        """A copy with some fields changed; derived defaults (detector pitch and count) are recomputed
+        unless given. ``replace(pixel_size_mm=...)`` keeps the magnification rule Δdet = SDD/SOD·Δx."""
+        fields = self.to_dict()
+        for key in ("det_pixel_mm", "n_det"):
+            if key not in changes and any(k in changes for k in ("pixel_size_mm", "n_pixels", "sod_mm", "sdd_mm")):
+                fields[key] = None
+        if "n_views" in changes and "angle_step" not in changes:
+            fields["angle_step"] = None
+        fields.update(changes)
+        return FanBeamGeometry(**fields)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON fields, enough to rebuild the geometry with ``FanBeamGeometry(**d)``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FanBeamGeometry:
+        return cls(**d)
+
+    @classmethod
+    def from_preset(cls, resolution_um: float, **changes) -> FanBeamGeometry:
+        """The geometry of a :data:`PAPER_PRESETS` system, optionally with fields changed."""
+        return get_preset(resolution_um).geometry(**changes)
+
+    def __getitem__(self, key) -> FanBeamGeometry:
+        """Slice the views: ``g[::2]`` keeps every other view, as a new geometry."""
+        if not isinstance(key, slice):
+            raise TypeError("FanBeamGeometry: only view slices such as g[::2] are supported; detector indexing is not.")
+        start, stop, step = key.indices(self.n_views)
+        if step <= 0:
+            raise ValueError("FanBeamGeometry: view slices must have a positive step.")
+        n = len(range(start, stop, step))
+        if n == 0:
+            raise ValueError(f"FanBeamGeometry: the slice {key} selects no views.")
+        return dataclasses.replace(
+            self,
+            n_views=n,
+            angle_offset=self.angle_offset + start * self.angle_step,
+            angle_step=self.angle_step * step,
+        )
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, FanBeamGeometry):
+            return NotImplemented
+        a, b = self.to_dict(), other.to_dict()
+        for k in a:
+            if isinstance(a[k], float) or isinstance(b[k], float):
+                if not math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-12):
+                    return False
+            elif a[k] != b[k]:
+                return False
+        return True
+
+    def __hash__(self):
+        return hash((round(self.pixel_size_mm, 9), self.n_pixels, round(self.sod_mm, 6), self.n_views, self.n_det))
+
+    def __repr__(self) -> str:
+        parts = [f"{k}={v!r}" for k, v in self.to_dict().items() if not (k == "angle_step" and self.is_full_scan)]
+        return f"FanBeamGeometry({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class ScannerPreset:
+    """One system of the study's Table 1: resolution (µm), SOD/SDD (mm), input and label I0 (photons)."""
+
+    resolution_um: float
+    input_i0: float
+    label_i0: float
+    sdd_mm: float
+    sod_mm: float
+    n_pixels: int = 512
+
+    @property
+    def pixel_size_mm(self) -> float:
+        return self.resolution_um / 1000.0
+
+    def geometry(self, **changes) -> FanBeamGeometry:
+        """The preset's :class:`FanBeamGeometry` (512² image at Δx, full scan), with optional changes."""
+        fields = dict(pixel_size_mm=self.pixel_size_mm, n_pixels=self.n_pixels, sod_mm=self.sod_mm, sdd_mm=self.sdd_mm)
+        fields.update(changes)
+        return FanBeamGeometry(**fields)
+
+
+#: Table 1 of Zhang et al., QIMS 2024 (shared/seeds/000_*): keyed by spatial resolution in µm.
+PAPER_PRESETS: dict[float, ScannerPreset] = {
+    p.resolution_um: p
+    for p in (
+        ScannerPreset(62.5, input_i0=3.6e4, label_i0=1.8e5, sdd_mm=150.0, sod_mm=75.0),
+        ScannerPreset(125.0, input_i0=1.5e4, label_i0=7.5e4, sdd_mm=300.0, sod_mm=150.0),
+        ScannerPreset(250.0, input_i0=1.0e4, label_i0=5.0e4, sdd_mm=600.0, sod_mm=300.0),
+        ScannerPreset(375.0, input_i0=1.5e4, label_i0=7.5e4, sdd_mm=900.0, sod_mm=450.0),
+        ScannerPreset(500.0, input_i0=2.5e4, label_i0=1.25e5, sdd_mm=1200.0, sod_mm=600.0),
+        ScannerPreset(625.0, input_i0=5.6e4, label_i0=2.8e5, sdd_mm=1500.0, sod_mm=750.0),
+    )
+}
+
+
+def get_preset(resolution_um) -> ScannerPreset:
+    """Look up a :data:`PAPER_PRESETS` entry by resolution in µm (``62.5``, ``"625"``, ...).
+
+    Raises:
+        ValueError: the resolution is not one of the six presets.
+    """
+    try:
+        key = float(resolution_um)
+    except (TypeError, ValueError):
+        key = None
+    for res, preset in PAPER_PRESETS.items():
+        if key is not None and math.isclose(res, key, rel_tol=1e-9):
+            return preset
+    raise ValueError(
+        f"Unknown preset {resolution_um!r}; expected one of {sorted(PAPER_PRESETS)} (resolution in µm)."
+    )
