@@ -7,7 +7,9 @@ scanner systems of Zhang et al. (QIMS 2024) as presets, MONAI transforms and a d
 
 from .attenuation import hu_to_mu, material_mu, mu_to_hu, mu_water
 from .fbp import FILTERS, fbp
+from .dataset import DatasetConfig, build_dataset
 from .geometry import DEFAULT_N_VIEWS, PAPER_PRESETS, FanBeamGeometry, ScannerPreset, get_preset
+from .io import CTReadError, find_ct, iter_ct_slices
 from .projectors import BACKENDS, available_backends, get_projector
 from .simulate import LowDoseSimulator, forward_project, simulate
 
@@ -15,6 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "CTReadError",
+    "DatasetConfig",
     "DEFAULT_N_VIEWS",
     "FILTERS",
     "FanBeamGeometry",
@@ -22,11 +26,14 @@ __all__ = [
     "PAPER_PRESETS",
     "ScannerPreset",
     "available_backends",
+    "build_dataset",
     "fbp",
+    "find_ct",
     "forward_project",
     "get_preset",
     "get_projector",
     "hu_to_mu",
+    "iter_ct_slices",
     "material_mu",
     "mu_to_hu",
     "mu_water",
