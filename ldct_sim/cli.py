@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--n-pixels", type=int, help="image side in pixels (default: the preset's 512)")
     sim.add_argument("--n-views", type=int, help="views over 360 degrees (default: the geometry's)")
     sim.add_argument("--input-i0", type=float, help="input dose in photons for all resolutions (default: preset)")
+    sim.add_argument("--input-i0-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                     help="draw each slice's input dose log-uniformly in [LOW, HIGH] photons (train over doses)")
     sim.add_argument("--label-i0", type=float, help="label dose in photons for all resolutions (default: preset)")
     sim.add_argument("--noiseless-label", action="store_true", help="labels are noiseless reconstructions")
     sim.add_argument("--backend", default="astra", help="projector backend: astra, torch or tomosipo (default astra)")
@@ -105,6 +107,7 @@ def _simulate(args, parser) -> int:
         config = DatasetConfig(
             resolutions=tuple(args.resolutions), seed=args.seed, split=tuple(args.split), mode=args.mode,
             n_pixels=args.n_pixels, n_views=args.n_views, input_i0=args.input_i0, label_i0=args.label_i0,
+            input_i0_range=None if args.input_i0_range is None else tuple(args.input_i0_range),
             noiseless_label=args.noiseless_label, backend=args.backend, forward_model=args.forward_model,
             filter=args.filter, electronic_noise_std=args.electronic_noise, energy_kev=args.energy_kev,
             phantom_size=args.phantom_size,

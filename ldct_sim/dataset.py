@@ -129,6 +129,9 @@ class DatasetConfig:
         n_pixels: image side in pixels; ``None`` keeps the preset's 512.
         n_views: views over 360°; ``None`` keeps the geometry default.
         input_i0: input dose (photons) for every resolution; ``None`` uses each preset's.
+        input_i0_range: ``(low, high)`` photons: draw each slice's input dose log-uniformly in this
+            range (seeded per slice and resolution, recorded in its record and datalist entry), so a
+            denoiser learns a range of noise levels rather than one. Excludes ``input_i0``.
         label_i0: label dose (photons); ``None`` uses each preset's.
         noiseless_label: labels are noiseless reconstructions instead. Default False.
         backend, forward_model, filter, electronic_noise_std: simulation settings (see ``LowDoseSimulator``).
@@ -147,6 +150,7 @@ class DatasetConfig:
     n_pixels: int | None = None
     n_views: int | None = None
     input_i0: float | None = None
+    input_i0_range: tuple[float, float] | None = None
     label_i0: float | None = None
     noiseless_label: bool = False
     backend: str = "astra"
@@ -176,6 +180,15 @@ class DatasetConfig:
             v = getattr(self, name)
             if v is not None and (not math.isfinite(float(v)) or float(v) <= 0):
                 raise ValueError(f"{where}: `{name}` must be a positive number of photons, got {v!r}.")
+        if self.input_i0_range is not None:
+            rng_ = tuple(float(v) for v in self.input_i0_range)
+            if len(rng_) != 2 or not all(math.isfinite(v) and v > 0 for v in rng_) or rng_[0] > rng_[1]:
+                raise ValueError(
+                    f"{where}: `input_i0_range` must be (low, high) photons with 0 < low <= high, got {self.input_i0_range!r}."
+                )
+            if self.input_i0 is not None:
+                raise ValueError(f"{where}: give either `input_i0` or `input_i0_range`, not both.")
+            set_("input_i0_range", rng_)
         for name in ("n_pixels", "n_views", "phantom_size"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
@@ -199,6 +212,8 @@ class DatasetConfig:
         d = dataclasses.asdict(self)
         d.pop("resolutions")
         d["split"] = list(d["split"])
+        if d["input_i0_range"] is not None:
+            d["input_i0_range"] = list(d["input_i0_range"])
         return d
 
     def to_dict(self) -> dict:
@@ -531,6 +546,10 @@ def _run_job(job: _Job, todo, per_res, sources, config: DatasetConfig, to_mu, su
 def _simulate_one(job: _Job, res_um: float, p: dict, mu, spacing, shape, config: DatasetConfig) -> None:
     g: FanBeamGeometry = p["geometry"]
     input_i0, label_i0 = p["doses"]
+    if config.input_i0_range is not None:
+        lo, hi = config.input_i0_range
+        dose_rng = np.random.default_rng(derive_seed(config.seed, job.slice_id, f"{res_um:g}um", "dose"))
+        input_i0 = float(math.exp(dose_rng.uniform(math.log(lo), math.log(hi))))
     seed = derive_seed(config.seed, job.slice_id, f"{res_um:g}um", "noise")
     mu_r = p["resample"](mu)
     low, label, noise = simulate_low_dose_pair(p["sim"], mu_r.as_tensor(), input_i0, label_i0, seed=seed)
@@ -596,12 +615,16 @@ def write_index(out_dir) -> dict:
                 continue
             done.add((s["slice_id"], r))
             seeds.setdefault(s["slice_id"], {})[f"{r:g}"] = rec["seed"]
-            lists[s["split"]].append({**rec["files"], "id": s["slice_id"], "group": s["group_id"], "seed": rec["seed"]})
+            lists[s["split"]].append(
+                {**rec["files"], "id": s["slice_id"], "group": s["group_id"], "seed": rec["seed"], "input_i0": rec["input_i0"]}
+            )
         input_i0, label_i0 = config.doses(r)
+        if config.input_i0_range is not None:
+            input_i0 = "log-uniform in [{:g}, {:g}] per slice".format(*config.input_i0_range)
         g = config.geometry(r)
         header = {
             "name": f"ldct_sim {r:g} um",
-            "description": f"Simulated LDCT pairs, mu in cm-1, image=input at I0 {input_i0:g}, label="
+            "description": f"Simulated LDCT pairs, mu in cm-1, image=input at I0 {input_i0}, label="
             + ("noiseless" if label_i0 is None else f"I0 {label_i0:g}"),
             "resolution_um": r,
             "input_i0": input_i0,

@@ -232,3 +232,33 @@ def test_presets_command_prints_table_1():
     assert rows["625"][2:6] == ["1500", "750", "5.6e+04", "2.8e+05"]
     assert rows["625"][6] == "1.25" and rows["625"][8] == "320"
     assert int(rows["62.5"][7]) == get_preset(62.5).geometry().n_det
+
+
+def test_input_i0_range_draws_a_recorded_dose_per_slice(tmp_path, capsys):
+    out = tmp_path / "range"
+    code, _ = run(capsys, "simulate", "--phantoms", "4", "--out", out, "--resolutions", "625",
+                  "--input-i0-range", "1e3", "1e6", "--noiseless-label", "--seed", "3", *TINY)
+    assert code == 0
+    dl = json.loads((out / "res625um" / "datalist.json").read_text())
+    entries = [e for s in SPLITS for e in dl[s]]
+    doses = np.array([e["input_i0"] for e in entries])
+    assert len(doses) == 4 and np.all((doses >= 1e3) & (doses <= 1e6)) and len(set(doses)) == 4
+    # the recorded dose is the one used: noise std falls as 1/sqrt(I0) across slices
+    std = np.array([load(out / "res625um" / e["noise"]).std() for e in entries])
+    order = np.argsort(doses)
+    assert np.all(np.diff(std[order]) < 0)
+    # reproducible: the same seed draws the same doses
+    out2 = tmp_path / "range2"
+    run(capsys, "simulate", "--phantoms", "4", "--out", out2, "--resolutions", "625",
+        "--input-i0-range", "1e3", "1e6", "--noiseless-label", "--seed", "3", *TINY)
+    dl2 = json.loads((out2 / "res625um" / "datalist.json").read_text())
+    assert sorted(e["input_i0"] for s in SPLITS for e in dl2[s]) == sorted(doses.tolist())
+
+
+def test_input_i0_range_rejects_bad_ranges(capsys):
+    from ldct_sim.dataset import DatasetConfig
+
+    with pytest.raises(ValueError, match="input_i0_range"):
+        DatasetConfig(input_i0_range=(1e5, 1e3))
+    with pytest.raises(ValueError, match="either `input_i0` or `input_i0_range`"):
+        DatasetConfig(input_i0=1e4, input_i0_range=(1e3, 1e5))
