@@ -1,0 +1,138 @@
+"""Metrics of the U-Net bundle (bundles/unet_ldct/scripts/metrics.py) against hand computations."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct"
+
+
+def _bundle_scripts():
+    """Import the bundle's ``scripts`` package under a private name (other ``scripts`` packages exist)."""
+    name = "unet_ldct_scripts"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, BUNDLE / "scripts" / "__init__.py", submodule_search_locations=[str(BUNDLE / "scripts")]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+M = _bundle_scripts().metrics
+
+
+def test_psnr_by_hand():
+    ref = np.array([[0.0, 1.0], [2.0, 1.0]])
+    pred = ref + 0.1  # MSE = 0.01
+    assert M.psnr(pred, ref, 1.0) == pytest.approx(20.0)
+    assert M.psnr(pred, ref, "reference_max") == pytest.approx(10 * math.log10(4 / 0.01))  # MAX = 2
+    assert M.psnr(pred, ref, "reference_range") == pytest.approx(10 * math.log10(4 / 0.01))  # 2 - 0
+    assert M.psnr(ref, ref, 1.0) == math.inf
+
+
+def test_nrmse_is_normalised_by_the_predicted_mean():
+    pred, ref = np.array([[1.0, 3.0]]), np.array([[1.0, 1.0]])
+    # MSE = (0 + 4) / 2 = 2, mean(pred) = 2 -> 100 * sqrt(2) / 2
+    assert M.nrmse(pred, ref) == pytest.approx(100 * math.sqrt(2) / 2)
+    assert M.nrmse(ref, pred) == pytest.approx(100 * math.sqrt(2) / 1)  # normalised by the other mean
+
+
+def test_residual_variance_by_hand():
+    pred, ref = np.array([[1.0, 3.0, 5.0, 7.0]]), np.zeros((1, 4))
+    assert M.residual_variance(pred, ref) == pytest.approx(5.0)  # population variance of 1, 3, 5, 7
+    assert M.residual_variance(ref + 0.3, ref) == pytest.approx(0.0)  # a constant offset has no variance
+
+
+def test_global_ssim_is_equation_6():
+    rng = np.random.default_rng(0)
+    ref = rng.random((16, 16))
+    pred = 0.8 * ref + 0.1 * rng.random((16, 16))
+    L = 2.0
+    c1, c2 = (0.01 * L) ** 2, (0.03 * L) ** 2
+    mx, my = pred.mean(), ref.mean()
+    vx, vy = pred.var(), ref.var()
+    cov = ((pred - mx) * (ref - my)).mean()
+    expected = (2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    assert M.ssim(pred, ref, L, window="global") == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("window", ["gaussian", "uniform", "global"])
+def test_ssim_of_constant_images_is_the_luminance_term(window):
+    a, b, L = 0.20, 0.25, 0.5
+    c1 = (0.01 * L) ** 2
+    expected = (2 * a * b + c1) / (a**2 + b**2 + c1)  # no contrast or structure: sigma = 0
+    got = M.ssim(np.full((24, 24), a), np.full((24, 24), b), L, window=window)
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert M.ssim(np.full((24, 24), a), np.full((24, 24), a), L, window=window) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_uniform_window_ssim_by_hand():
+    rng = np.random.default_rng(1)
+    ref, pred = rng.random((12, 12)), rng.random((12, 12))
+    L, k = 1.0, 11
+    c1, c2 = (0.01 * L) ** 2, (0.03 * L) ** 2
+    values = []
+    for i in range(12 - k + 1):  # 2 x 2 valid windows of 11 x 11
+        for j in range(12 - k + 1):
+            x, y = pred[i : i + k, j : j + k], ref[i : i + k, j : j + k]
+            cov = (x * y).mean() - x.mean() * y.mean()
+            values.append(
+                (2 * x.mean() * y.mean() + c1) * (2 * cov + c2) / ((x.mean() ** 2 + y.mean() ** 2 + c1) * (x.var() + y.var() + c2))
+            )
+    assert M.ssim(pred, ref, L, window="uniform") == pytest.approx(np.mean(values), rel=1e-5)
+
+
+def test_image_metrics_accepts_numpy_torch_and_channel_dims():
+    rng = np.random.default_rng(2)
+    ref = rng.random((32, 32)).astype(np.float32) * 0.3
+    pred = ref + rng.normal(0, 0.01, ref.shape).astype(np.float32)
+    a = M.image_metrics(pred, ref)
+    b = M.image_metrics(torch.from_numpy(pred)[None], torch.from_numpy(ref)[None])
+    assert list(a) == list(M.METRIC_NAMES)
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-6)
+    assert a["data_range"] == pytest.approx(float(ref.max()))
+    assert a["rmse"] == pytest.approx(math.sqrt(np.mean((pred.astype(np.float64) - ref) ** 2)), rel=1e-9)
+
+
+def test_summary_is_mean_and_sample_std():
+    rows = [{"psnr_db": 30.0}, {"psnr_db": 32.0}, {"psnr_db": 34.0}]
+    s = M.summarize(rows, ["psnr_db"])["psnr_db"]
+    assert (s["mean"], s["std"], s["n"]) == (32.0, pytest.approx(2.0), 3)
+    assert math.isnan(M.summarize(rows[:1], ["psnr_db"])["psnr_db"]["std"])
+
+
+def test_errors_say_what_is_wrong():
+    with pytest.raises(ValueError, match=r"same shape, got \(2, 2\) and \(2, 3\)"):
+        M.psnr(np.zeros((2, 2)), np.zeros((2, 3)), 1.0)
+    with pytest.raises(ValueError, match="`window` must be one of"):
+        M.ssim(np.zeros((16, 16)), np.zeros((16, 16)), 1.0, window="box")
+    with pytest.raises(ValueError, match="must be a number or one of"):
+        M.psnr(np.ones((2, 2)), np.ones((2, 2)), "max")
+    with pytest.raises(ValueError, match="data range must be positive"):
+        M.psnr(np.zeros((2, 2)), np.zeros((2, 2)), "reference_max")
+    with pytest.raises(ValueError, match="zero mean"):
+        M.nrmse(np.zeros((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="smaller than the 11-pixel window"):
+        M.ssim(np.ones((8, 8)), np.ones((8, 8)), 1.0)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        M.mse(np.array([np.nan]), np.array([0.0]))
+
+
+def test_windowed_ssim_agrees_with_monai_ssimmetric():
+    from monai.metrics import SSIMMetric
+
+    rng = np.random.default_rng(3)
+    ref = rng.random((40, 40))
+    pred = np.clip(ref + rng.normal(0, 0.1, ref.shape), 0, 1)
+    monai_value = SSIMMetric(spatial_dims=2, data_range=1.0)(
+        torch.tensor(pred, dtype=torch.float32)[None, None], torch.tensor(ref, dtype=torch.float32)[None, None]
+    )
+    assert M.ssim(pred, ref, 1.0) == pytest.approx(float(monai_value), abs=1e-5)
