@@ -1,0 +1,9 @@
+"""Scripts of the ``cpce_rfm_da`` bundle: CPCE-2D, random frequency masks, losses and the domain-adaptation trainer.
+
+Inference needs only ``networks``, ``data`` and ``inferers`` (torch and MONAI). ``domains`` (training data
+simulation) imports ``ldct_sim`` and is therefore not imported here: use ``scripts.domains`` explicitly.
+"""
+
+from . import data, evaluate, frequency, handlers, inferers, losses, networks, trainer, vgg
+
+__all__ = ["data", "evaluate", "handlers", "frequency", "inferers", "losses", "networks", "trainer", "vgg"]

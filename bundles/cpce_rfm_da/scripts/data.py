@@ -1,0 +1,304 @@
+"""Data helpers of the bundle: cross-domain pairing, 2-D slicing, units and file discovery.
+
+Needs only torch, numpy and MONAI (inference imports this module; it never imports ``ldct_sim``).
+
+Units: images are linear attenuation in cm⁻¹ unless ``input_unit="hu"``; the network sees them
+scaled linearly so that the bundle's ``hu_window`` (default [-1024, 3072] HU) maps to [0, 1]:
+``mu = (HU / 1000 + 1) · mu_water`` (``mu_water`` = 0.2059 cm⁻¹ at 60 keV).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import CacheDataset, Dataset
+from monai.transforms import MapTransform, Randomizable
+
+__all__ = [
+    "CheckIntensityUnitd",
+    "CrossDomainDataset",
+    "SelectSliced",
+    "require_file",
+    "as_bool",
+    "intensity_range",
+    "list_images",
+    "find_latest_checkpoint",
+    "load_datalist",
+    "IMAGE_SUFFIXES",
+]
+
+#: File endings read as images from a folder (NIfTI, DICOM, MetaImage, NRRD).
+IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".dcm", ".ima", ".mha", ".mhd", ".nrrd")
+
+
+def as_bool(value) -> bool:
+    """Read a config switch: ``True``/``False``, 0/1, or the strings true/false, yes/no, on/off, 1/0.
+
+    Raises:
+        ValueError: anything else (``"flase"`` must not silently read as true).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("true", "yes", "on", "1"):
+            return True
+        if v in ("false", "no", "off", "0"):
+            return False
+    raise ValueError(f"as_bool: expected a boolean switch (true/false), got {value!r}.")
+
+
+def intensity_range(hu_window: Sequence[float], input_unit: str = "mu", mu_water: float = 0.2059) -> list[float]:
+    """The bundle's ``hu_window`` expressed in the input's unit: HU as given, or cm⁻¹.
+
+    Args:
+        hu_window: ``[low, high]`` in HU that the network's [0, 1] range spans.
+        input_unit: ``"mu"`` (linear attenuation, cm⁻¹; default) or ``"hu"``.
+        mu_water: water's linear attenuation in cm⁻¹ at the simulation energy. Default 0.2059 (60 keV).
+
+    Raises:
+        ValueError: unknown unit, a window that is not increasing, or ``mu_water <= 0``.
+    """
+    lo, hi = (float(v) for v in hu_window)
+    if not hi > lo:
+        raise ValueError(f"intensity_range: `hu_window` must be increasing [low, high], got {list(hu_window)!r}.")
+    unit = str(input_unit).lower()
+    if unit == "hu":
+        return [lo, hi]
+    if unit != "mu":
+        raise ValueError(f"intensity_range: `input_unit` must be either 'mu' or 'hu', got {input_unit!r}.")
+    if not float(mu_water) > 0:
+        raise ValueError(f"intensity_range: `mu_water` must be > 0 cm⁻¹, got {mu_water!r}.")
+    return [(lo / 1000.0 + 1.0) * float(mu_water), (hi / 1000.0 + 1.0) * float(mu_water)]
+
+
+def require_file(path: str | os.PathLike, what: str = "file", hint: str = "") -> str:
+    """``path`` as a string if it is an existing file, else a ``FileNotFoundError`` naming ``what`` and ``hint``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what}: {path!r} does not exist. {hint}".strip())
+    return path
+
+
+def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES, key: str = "image") -> list[dict]:
+    """``[{key: path}, ...]`` for every image file under ``folder`` (recursively), sorted by path.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no image with one of ``suffixes``.
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"list_images: the folder {folder!r} does not exist.")
+    found = sorted(
+        p
+        for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
+        if os.path.isfile(p) and p.lower().endswith(tuple(s.lower() for s in suffixes))
+    )
+    if not found:
+        raise FileNotFoundError(f"list_images: no image ({', '.join(suffixes)}) found under {folder!r}.")
+    return [{key: p} for p in found]
+
+
+def load_datalist(
+    path: str | os.PathLike, key: str, base_dir: str | os.PathLike | None = None, required: bool = True
+) -> list[dict]:
+    """The items under ``key`` of a datalist JSON, with relative paths joined to ``base_dir``.
+
+    Args:
+        path: the datalist file (``{"source": [...], "target": [...], "validation": [...], "test": [...]}``).
+        key: which list.
+        base_dir: folder that relative paths start from; default the datalist's folder.
+        required: raise when ``key`` is absent; otherwise return ``[]``.
+
+    Raises:
+        FileNotFoundError: no datalist at ``path``.
+        ValueError: ``key`` is required and absent.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"load_datalist: no datalist at {path!r}; make one with `python -m scripts.domains --output_dir <dir>` "
+            "or pass `--datalist /path/to/datalist.json`."
+        )
+    with open(path, encoding="utf-8") as f:
+        content = json.load(f)
+    if key not in content:
+        if required:
+            raise ValueError(f"load_datalist: {path!r} has no {key!r} list; it has {sorted(content)}.")
+        return []
+    base = os.path.dirname(os.path.abspath(path)) if base_dir is None else os.fspath(base_dir)
+    items = []
+    for item in content[key]:
+        if not isinstance(item, dict):
+            raise ValueError(f"load_datalist: every item of {key!r} in {path!r} must be a dict, got {item!r}.")
+        items.append(
+            {k: os.path.join(base, v) if isinstance(v, str) and not os.path.isabs(v) else v for k, v in item.items()}
+        )
+    return items
+
+
+def find_latest_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = "checkpoint") -> str | None:
+    """The newest ``<prefix>_epoch=N.pt`` (or ``_iteration=N``) in ``ckpt_dir`` by ``N``, or ``None``."""
+    ckpt_dir = os.fspath(ckpt_dir)
+    best, best_n = None, -1
+    for path in glob.glob(os.path.join(glob.escape(ckpt_dir), f"{prefix}_*.pt")):
+        m = re.search(r"_(?:epoch|iteration)=(\d+)\.pt$", os.path.basename(path))
+        if m and int(m.group(1)) > best_n:
+            best, best_n = path, int(m.group(1))
+    return best
+
+
+class CheckIntensityUnitd(MapTransform):
+    """Warn when an image's values do not look like the declared unit; data pass through unchanged.
+
+    Attenuation images (cm⁻¹) stay within about [-0.1, 5] (air 0, water 0.21, dense bone below 1), HU
+    images span hundreds to thousands. ``"mu"`` with a 99th percentile above 10, or ``"hu"`` with every
+    value in [-1, 10], gives a ``UserWarning`` saying which ``--input_unit`` to pass.
+
+    Args:
+        keys: image keys.
+        unit: declared unit, ``"mu"`` or ``"hu"``.
+        allow_missing_keys: skip missing keys.
+    """
+
+    def __init__(self, keys: KeysCollection, unit: str = "mu", allow_missing_keys: bool = False):
+        if str(unit).lower() not in ("mu", "hu"):
+            raise ValueError(f"CheckIntensityUnitd: `unit` must be either 'mu' or 'hu', got {unit!r}.")
+        super().__init__(keys, allow_missing_keys)
+        self.unit = str(unit).lower()
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            values = torch.as_tensor(d[key]).detach().float().flatten()
+            if values.numel() == 0:
+                continue
+            values = values[:: values.numel() // 100_000 + 1]
+            name = getattr(d[key], "meta", {}).get("filename_or_obj", key)
+            low, high = float(values.min()), float(torch.quantile(values, 0.99))
+            if self.unit == "mu" and high > 10.0:
+                warnings.warn(
+                    f"{name}: values up to {high:.0f} look like Hounsfield units, but the unit is 'mu' "
+                    "(cm^-1); pass --input_unit hu (or --target_unit hu for a target folder).",
+                    stacklevel=2,
+                )
+            elif self.unit == "hu" and low > -1.0 and high < 10.0:
+                warnings.warn(
+                    f"{name}: values within [{low:.3g}, {high:.3g}] look like attenuation in cm^-1, but the unit "
+                    "is 'hu'; pass --input_unit mu.",
+                    stacklevel=2,
+                )
+        return d
+
+
+class SelectSliced(Randomizable, MapTransform):
+    """Make channel-first images 2-D: ``(C, H, W)`` passes, ``(C, H, W, 1)`` is squeezed and a volume
+    ``(C, H, W, D)`` gives one axial slice (the same index for every key).
+
+    Args:
+        keys: keys of the images.
+        index: ``"random"`` (default; a fresh slice per call, for training), ``"middle"`` or an integer.
+        allow_missing_keys: skip missing keys.
+    """
+
+    def __init__(self, keys: KeysCollection, index: str | int = "random", allow_missing_keys: bool = False):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        if not (index in ("random", "middle") or (isinstance(index, int) and not isinstance(index, bool))):
+            raise ValueError(f"SelectSliced: `index` must be 'random', 'middle' or an integer, got {index!r}.")
+        self.index = index
+        self._draw = 0.0
+
+    def randomize(self, data=None) -> None:
+        self._draw = self.R.random_sample()
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        self.randomize()
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.ndim == 3:
+                continue
+            if img.ndim != 4:
+                raise ValueError(
+                    f"SelectSliced: expected a channel-first (C, H, W[, D]) image under {key!r}, "
+                    f"got shape {tuple(img.shape)}."
+                )
+            depth = img.shape[-1]
+            if self.index == "random":
+                k = min(int(self._draw * depth), depth - 1)
+            elif self.index == "middle":
+                k = depth // 2
+            else:
+                k = self.index
+                if not -depth <= k < depth:
+                    raise ValueError(f"SelectSliced: slice {k} is out of range for depth {depth} under {key!r}.")
+            d[key] = img[..., k]
+        return d
+
+
+class CrossDomainDataset(torch.utils.data.Dataset):
+    """Source pairs, each served with a randomly drawn target-domain image.
+
+    Item ``i`` is the transformed source item ``data[i]`` (``image``, ``label``) plus ``target_key``: the
+    ``image`` of a target item drawn uniformly at random (torch's generator: seeded by
+    ``monai.utils.set_determinism`` and per DataLoader worker). Without target items (the baseline), the
+    items are the source items alone.
+
+    Args:
+        data: source items ``[{"image": ..., "label": ...}, ...]``.
+        target_data: target items ``[{"image": ...}, ...]`` (labels are not needed); may be empty.
+        transform: transform of source items.
+        target_transform: transform of target items (keys ``image`` only); default ``transform``.
+        target_key: key of the target image in the output. Default ``"target"``.
+        cache_rate: fraction of items whose deterministic transforms are cached (``CacheDataset``).
+            Default 0 (no cache).
+        num_workers: workers that fill the cache.
+
+    Raises:
+        ValueError: empty ``data``.
+    """
+
+    def __init__(
+        self,
+        data: Sequence[dict],
+        target_data: Sequence[dict] | None,
+        transform=None,
+        target_transform=None,
+        target_key: str = "target",
+        cache_rate: float = 0.0,
+        num_workers: int | None = 0,
+    ):
+        if not data:
+            raise ValueError("CrossDomainDataset: `data` (the source pairs) must not be empty.")
+        self.data = list(data)
+        self.target_data = list(target_data or [])
+        self.target_key = target_key
+        target_transform = transform if target_transform is None else target_transform
+
+        def make(items, tf):
+            if cache_rate > 0:
+                return CacheDataset(items, tf, cache_rate=cache_rate, num_workers=num_workers, progress=False)
+            return Dataset(items, tf)
+
+        self.source = make(self.data, transform)
+        self.target = make(self.target_data, target_transform) if self.target_data else None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.source[index])
+        if self.target is not None:
+            j = int(torch.randint(len(self.target), (1,)).item())
+            item[self.target_key] = self.target[j]["image"]
+        return item
