@@ -20,18 +20,19 @@ import numpy as np
 
 __all__ = ["mu_water", "material_mu", "hu_to_mu", "mu_to_hu"]
 
-# xraylib names its NIST compounds with these spellings; users may pass either.
+# xraylib names its NIST compounds with these spellings (every value is in
+# xraylib.GetCompoundDataNISTList(); tests check that); users may pass either.
 _NIST_ALIASES = {
     "water": "Water, Liquid",
     "air": "Air, Dry (near sea level)",
     "bone": "Bone, Cortical (ICRP)",
     "cortical bone": "Bone, Cortical (ICRP)",
-    "soft tissue": "Tissue, Soft (ICRU-44)",
-    "adipose": "Adipose Tissue (ICRU-44)",
-    "fat": "Adipose Tissue (ICRU-44)",
-    "muscle": "Muscle, Skeletal (ICRU-44)",
-    "blood": "Blood, Whole (ICRU-44)",
-    "lung": "Lung Tissue (ICRU-44)",
+    "soft tissue": "Tissue, Soft (ICRP)",
+    "adipose": "Adipose Tissue (ICRP)",
+    "fat": "Adipose Tissue (ICRP)",
+    "muscle": "Muscle, Skeletal",
+    "blood": "Blood (ICRP)",
+    "lung": "Lung (ICRP)",
 }
 
 

@@ -69,7 +69,7 @@ class FanBeamGeometry:
     Example:
         >>> g = FanBeamGeometry(pixel_size_mm=0.625, n_pixels=512, sod_mm=750.0, sdd_mm=1500.0)
         >>> g.det_pixel_mm, g.n_det
-        (1.25, 773)
+        (1.25, 760)
         >>> g[::2].n_views
         360
     """
@@ -170,7 +170,10 @@ class FanBeamGeometry:
         unless given. ``replace(pixel_size_mm=...)`` keeps the magnification rule Δdet = SDD/SOD·Δx."""
         fields = self.to_dict()
         for key in ("det_pixel_mm", "n_det"):
-            if key not in changes and any(k in changes for k in ("pixel_size_mm", "n_pixels", "sod_mm", "sdd_mm")):
+            # n_det also depends on the detector pitch: keeping it when only the pitch changes would
+            # silently truncate (finer pitch) or over-extend (coarser pitch) the detector.
+            triggers = ("pixel_size_mm", "n_pixels", "sod_mm", "sdd_mm") + (("det_pixel_mm",) if key == "n_det" else ())
+            if key not in changes and any(k in changes for k in triggers):
                 fields[key] = None
         if "n_views" in changes and "angle_step" not in changes:
             fields["angle_step"] = None
