@@ -148,30 +148,56 @@ def weighted_backproject(q: torch.Tensor, geometry: FanBeamGeometry) -> torch.Te
     return out.reshape(*lead, n, n)
 
 
+def _backend_device(backend: str) -> torch.device | None:
+    from .projectors import check_backend
+
+    check_backend(backend)
+    if backend == "astra":
+        from .projectors.astra_backend import astra_uses_cuda
+
+        return torch.device("cuda") if astra_uses_cuda() and torch.cuda.is_available() else None
+    if backend == "tomosipo":
+        from .projectors.tomosipo_backend import TOMOSIPO_HINT, has_tomosipo
+
+        if not has_tomosipo:
+            raise ImportError(TOMOSIPO_HINT)
+        return torch.device("cuda")
+    return None
+
+
 def fbp(
     sinogram,
     geometry: FanBeamGeometry,
     filter: str = "ram-lak",  # noqa: A002 - the name the issue and users know
+    backend: str = "torch",
     *,
     frequency_scaling: float = 1.0,
     device: str | torch.device | None = None,
 ):
     """Reconstruct attenuation (cm⁻¹) from fan-beam line integrals by filtered backprojection.
 
+    Every backend runs this module's fan-beam FBP (ASTRA's CPU FBP is parallel-beam only); the backend
+    picks where it runs: ``"torch"`` on the sinogram's device, ``"astra"`` on the GPU when ASTRA sees
+    one (else the CPU), ``"tomosipo"`` on the GPU and only where tomosipo is installed.
+
     Args:
         sinogram: dimensionless line integrals ``(..., n_views, n_det)``, numpy or torch.
         geometry: the scan; must cover 360° (no Parker weighting for short scans).
         filter: one of :data:`FILTERS`. Default ``"ram-lak"``.
+        backend: ``"torch"`` (default), ``"astra"`` or ``"tomosipo"``.
         frequency_scaling: window cut-off as a fraction of Nyquist, in (0, 1]. Default 1.
-        device: where to compute; default the tensor's own device.
+        device: where to compute, overriding the backend's choice.
 
     Returns:
         ``(..., n_pixels, n_pixels)`` in cm⁻¹, same array type as the input.
 
     Raises:
-        ValueError: unknown filter, a short scan, a wrong sinogram shape or non-finite values.
+        ValueError: unknown filter or backend, a short scan, a wrong sinogram shape or non-finite values.
+        ImportError: ``backend="tomosipo"`` without tomosipo installed.
     """
     _check_filter(filter)
+    if device is None:
+        device = _backend_device(backend)
     if not geometry.is_full_scan:
         raise ValueError("fbp: the geometry must cover 360°; short scans need Parker weighting, which is not implemented.")
     t, was_numpy = as_tensor_image(sinogram, "fbp", geometry.sinogram_shape)

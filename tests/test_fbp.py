@@ -12,6 +12,7 @@ from ldct_sim.fbp import FILTERS, fbp, ramp_filter
 from ldct_sim.geometry import FanBeamGeometry
 from ldct_sim.noise import make_generator, transmission_noise
 from ldct_sim.phantoms import water_disk
+from ldct_sim.projectors.tomosipo_backend import has_tomosipo
 from ldct_sim.simulate import forward_project
 
 N = 128
@@ -166,3 +167,22 @@ def test_fbp_rejects_wrong_sinogram_shape():
     g = geometry()
     with pytest.raises(ValueError, match=rf"fbp: expected an array shaped \(\.\.\., 360, {g.n_det}\), got \(360, 7\)"):
         fbp(np.zeros((360, 7), np.float32), g)
+
+
+def test_fbp_backend_chooses_where_the_same_fbp_runs():
+    g = geometry()
+    sino = disk_sinogram(g)
+    np.testing.assert_array_equal(np.asarray(fbp(sino, g, backend="astra")), np.asarray(fbp(sino, g, backend="torch")))
+
+
+def test_fbp_rejects_unknown_backend():
+    g = geometry()
+    with pytest.raises(ValueError, match="Unknown backend 'cuda'"):
+        fbp(disk_sinogram(g), g, backend="cuda")
+
+
+@pytest.mark.skipif(has_tomosipo, reason="tomosipo is installed")
+def test_fbp_tomosipo_backend_needs_tomosipo():
+    g = geometry()
+    with pytest.raises(ImportError, match="tomosipo"):
+        fbp(disk_sinogram(g), g, backend="tomosipo")
