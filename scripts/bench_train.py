@@ -1,21 +1,36 @@
-"""Benchmark one training step of the ``unet_ldct`` bundle's U-Net: iterations/s, images/s, peak memory.
+"""Benchmark the ``unet_ldct`` bundle's U-Net: training images/s (plain loop and Ignite), inference s/slice.
 
-Times the same step ``SupervisedTrainer`` runs (forward, MSE loss, backward, Adam update) on random
-``(batch, 1, size, size)`` inputs, after warm-up iterations, on the CPU or a GPU, with or without AMP,
-and estimates the wall time of the study's 50,000-step training. Writes ``<out>/bench_train.json``
-with the settings, the timings and provenance (git commit, package versions).
+Training: times the step ``SupervisedTrainer`` runs (forward, MSE loss, backward, Adam update) on
+random ``(batch, 1, size, size)`` inputs, after warm-up iterations, on the CPU or a GPU, with or without
+AMP, and estimates the wall time of the study's 50,000-step training. In the same process it times
+the same iterations through MONAI's ``SupervisedTrainer`` (pytorch-ignite) and through a plain PyTorch
+loop, from the same initial weights on the same list of batches, in alternating rounds (best round of
+each), and reports the workflow's overhead.
+
+Inference: seconds per ``infer_size``² slice (batch 1) for plain float32 eager inference (the
+reference) and for faster variants: ``torch.inference_mode``, the bundle's ``SliceInferer2D``
+(channels-last, in-place activations), TorchScript freezing, ``torch.compile`` (``--compile``) and
+reduced precision (bfloat16 autocast; float16 too on a GPU). Each variant's speed-up over the reference and
+its relative difference ``||a - b|| / ||b||`` from the reference output are tabulated.
+
+Writes ``<out>/bench_train.json`` with the settings, the timings and provenance (git commit, package
+versions).
 
 Usage:
     python scripts/bench_train.py --out bench
+    python scripts/bench_train.py --size 128 --batch 8 --iters 10 --compile --out bench
     python scripts/bench_train.py --size 512 --batch 4 --iters 50 --device cuda --amp --out bench
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import logging
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -29,13 +44,23 @@ logger = logging.getLogger("bench_train")
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct"
 
 
-def load_network_class():
-    """The bundle's ``LDCTUNet``, imported from its file (the bundle's ``scripts`` is not this folder)."""
-    spec = importlib.util.spec_from_file_location("unet_ldct_networks", BUNDLE / "scripts" / "networks.py")
+def _load_bundle_module(name: str):
+    """A module of the bundle's ``scripts``, imported from its file (the bundle's ``scripts`` is not this folder)."""
+    spec = importlib.util.spec_from_file_location(f"unet_ldct_{name}", BUNDLE / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    return module.LDCTUNet
+    return module
+
+
+def load_network_class():
+    """The bundle's ``LDCTUNet``."""
+    return _load_bundle_module("networks").LDCTUNet
+
+
+def load_inferer_class():
+    """The bundle's ``SliceInferer2D``."""
+    return _load_bundle_module("inferers").SliceInferer2D
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,13 +74,242 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False, help="mixed precision (GPU)")
     p.add_argument("--steps", type=int, default=50_000, help="training length to extrapolate to (default 50,000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default 0)")
+    p.add_argument("--workflow", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time SupervisedTrainer against the plain loop (default on)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="alternating rounds of plain loop and trainer; the best of each counts (default 2)")
+    p.add_argument("--inference", action=argparse.BooleanOptionalAction, default=True,
+                   help="time inference variants (default on)")
+    p.add_argument("--infer-size", type=int, default=512, help="inference slice side in pixels (default 512)")
+    p.add_argument("--infer-iters", type=int, default=3,
+                   help="timed inference passes per variant after one warm-up; the best counts (default 3)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="include torch.compile variants (slow to compile; default off)")
     args = p.parse_args(argv)
-    for name in ("size", "batch", "iters", "steps"):
+    for name in ("size", "batch", "iters", "steps", "rounds", "infer_size", "infer_iters"):
         if getattr(args, name) < 1:
-            p.error(f"--{name} must be positive, got {getattr(args, name)}")
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.size % 16:
         p.error(f"--size must be a multiple of 16, got {args.size}")
     return args
+
+
+def _rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``||a - b|| / ||b||`` in float32."""
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def time_training(args: argparse.Namespace, device: torch.device, amp: bool) -> dict:
+    """Images/s of the plain PyTorch loop and of ``SupervisedTrainer`` on the same model init and data."""
+    from monai.engines import SupervisedTrainer
+
+    logging.getLogger("ignite").setLevel(logging.WARNING)  # no per-run "Engine run resuming" lines
+    net_class = load_network_class()
+    torch.manual_seed(args.seed)
+    init = net_class().state_dict()
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    batches = []
+    for _ in range(args.iters):
+        x = torch.rand(args.batch, 1, args.size, args.size, generator=gen)
+        batches.append({"image": x.to(device), "label": (x + 0.05 * torch.randn(x.shape, generator=gen)).to(device)})
+
+    def fresh():
+        net = net_class().to(device).train()
+        net.load_state_dict(init)
+        return net, torch.optim.Adam(net.parameters(), lr=1e-4)
+
+    loss_fn = torch.nn.MSELoss()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    # plain PyTorch loop
+    net, opt = fresh()
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    def step(batch):
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=amp):
+            loss = loss_fn(net(batch["image"]), batch["label"])
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return loss
+
+    def plain_epoch():
+        for batch in batches:
+            step(batch)
+
+    # the same through MONAI's SupervisedTrainer (pytorch-ignite): no handlers, as the loop has none
+    tnet, topt = fresh()
+
+    def make_trainer(data):
+        return SupervisedTrainer(
+            device=device, max_epochs=1, train_data_loader=data, epoch_length=len(data), network=tnet,
+            optimizer=topt, loss_function=loss_fn, amp=amp, optim_set_to_none=True,
+        )
+
+    warm = [batches[i % len(batches)] for i in range(args.warmup)]
+    for batch in warm:
+        step(batch)
+    if warm:
+        make_trainer(warm).run()
+    trainers = iter([make_trainer(batches) for _ in range(args.rounds)])  # built outside the timed region
+
+    def trainer_epoch():
+        next(trainers).run()
+
+    plain, ignite = [], []
+    for _ in range(args.rounds):
+        for fn, out in ((plain_epoch, plain), (trainer_epoch, ignite)):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            out.append((time.perf_counter() - t0) / args.iters)
+    p_s, i_s = min(plain), min(ignite)
+    return {
+        "iterations": args.iters,
+        "rounds": args.rounds,
+        "plain_seconds_per_iteration_rounds": plain,
+        "trainer_seconds_per_iteration_rounds": ignite,
+        "plain_images_per_second": args.batch / p_s,
+        "trainer_images_per_second": args.batch / i_s,
+        "trainer_overhead": i_s / p_s - 1.0,
+    }
+
+
+def time_inference(args: argparse.Namespace, device: torch.device) -> dict:
+    """Seconds per slice of inference variants against plain float32 eager, and their output differences."""
+    net_class, inferer_class = load_network_class(), load_inferer_class()
+    torch.manual_seed(args.seed)
+    net = net_class(pad_mode="reflect").to(device).eval()
+    x = torch.rand(1, 1, args.infer_size, args.infer_size, generator=torch.Generator().manual_seed(args.seed + 2))
+    x = x.to(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def best_of(fn):
+        fn()  # warm-up (oneDNN primitive creation, compilation)
+        times, y = [], None
+        for _ in range(args.infer_iters):
+            sync()
+            t0 = time.perf_counter()
+            y = fn()
+            sync()
+            times.append(time.perf_counter() - t0)
+        return min(times), y
+
+    variants = {}
+
+    def add(name, make):
+        try:
+            fn = make()
+            variants[name] = best_of(fn)
+        except Exception as err:  # a variant that cannot run here (no compiler, no bf16 kernels) is reported
+            logger.warning("inference variant %s failed: %s", name, str(err).splitlines()[0] if str(err) else repr(err))
+            variants[name] = (None, repr(err)[:300])
+
+    def no_grad_eager():
+        def fn():
+            with torch.no_grad():
+                return net(x)
+        return fn
+
+    def inference_mode():
+        def fn():
+            with torch.inference_mode():
+                return net(x)
+        return fn
+
+    def bundle_inferer(dtype, channels_last=True):
+        def make():
+            inferer = inferer_class(dtype=dtype, channels_last=channels_last)
+
+            def fn():
+                with torch.inference_mode():
+                    return inferer(x, net)
+            return fn
+        return make
+
+    def autocast_eager(dtype):
+        def make():
+            def fn():
+                with torch.inference_mode(), torch.autocast(device.type, dtype=dtype):
+                    return net(x).float()
+            return fn
+        return make
+
+    def jit_frozen():
+        with torch.no_grad():
+            scripted = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(copy.deepcopy(net).eval())))
+
+        def fn():
+            with torch.inference_mode():
+                return scripted(x)
+        return fn
+
+    def compiled(channels_last, dtype=None):
+        def make():
+            m = copy.deepcopy(net)
+            if channels_last:
+                m = m.to(memory_format=torch.channels_last)
+            if dtype is not None and device.type == "cpu":
+                m = m.to(dtype)
+            c = torch.compile(m)
+            xin = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+            def fn():
+                with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32,
+                                                            enabled=dtype is not None):
+                    return c(xin).float()
+            return fn
+        return make
+
+    add("fp32 eager (no_grad) [reference]", no_grad_eager)
+    add("fp32 inference_mode", inference_mode)
+    add("fp32 SliceInferer2D, contiguous", bundle_inferer("float32", channels_last=False))
+    add("fp32 SliceInferer2D (channels-last, in-place) [bundle default]", bundle_inferer("float32"))
+    add("fp32 TorchScript freeze + optimize_for_inference", jit_frozen)
+    if args.compile:
+        add("fp32 torch.compile", compiled(False))
+        add("fp32 torch.compile, channels-last", compiled(True))
+    add("bf16 autocast eager", autocast_eager(torch.bfloat16))
+    add("bf16 SliceInferer2D --inference_dtype bfloat16 [bundle override]", bundle_inferer("bfloat16"))
+    if args.compile:
+        add("bf16 torch.compile, channels-last, bf16 weights", compiled(True, torch.bfloat16))
+    if device.type == "cuda":
+        add("fp16 autocast eager", autocast_eager(torch.float16))
+        add("fp16 SliceInferer2D --inference_dtype float16", bundle_inferer("float16"))
+
+    ref_s, ref_y = variants["fp32 eager (no_grad) [reference]"]
+    rows = []
+    for name, (seconds, y) in variants.items():
+        if seconds is None:
+            rows.append({"variant": name, "error": y})
+            continue
+        rows.append({
+            "variant": name,
+            "seconds_per_slice": seconds,
+            "speedup_vs_fp32_eager": ref_s / seconds if ref_s else None,
+            "relative_difference_vs_fp32_eager": _rel_diff(y, ref_y),
+        })
+    return {"slice_size": args.infer_size, "timed_passes": args.infer_iters, "variants": rows}
+
+
+def format_inference_table(inference: dict) -> str:
+    n = inference["slice_size"]
+    lines = [f"{'inference variant (batch 1, ' + str(n) + '²)':<68} {'s/slice':>8} {'speed-up':>8} {'rel. diff':>10}"]
+    for r in inference["variants"]:
+        if "error" in r:
+            lines.append(f"{r['variant']:<68} {'failed':>8}  {r['error'][:60]}")
+        else:
+            lines.append(f"{r['variant']:<68} {r['seconds_per_slice']:8.3f} {r['speedup_vs_fp32_eager']:7.2f}x "
+                         f"{r['relative_difference_vs_fp32_eager']:10.2e}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -92,26 +346,51 @@ def run(args: argparse.Namespace) -> dict:
         step()
     sync()
     seconds = (time.perf_counter() - t0) / args.iters
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    del net, opt
     record = {
         "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "device": str(device), "amp": amp},
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "parameters": sum(p.numel() for p in net.parameters()),
+        "parameters": sum(p.numel() for p in load_network_class()().parameters()),
         "seconds_per_iteration": seconds,
         "iterations_per_second": 1.0 / seconds,
         "images_per_second": args.batch / seconds,
-        "peak_gpu_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        "peak_gpu_memory_gib": peak,
         "estimated_hours_for_steps": seconds * args.steps / 3600.0,
         **provenance(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_train.json").write_text(json.dumps(record, indent=2) + "\n")
     logger.info(
         "%s, batch %d of %d²%s: %.3f s/iteration, %.1f images/s, %d steps ≈ %.1f h",
         record["device_name"], args.batch, args.size, " (AMP)" if amp else "", seconds, record["images_per_second"],
         args.steps, record["estimated_hours_for_steps"],
     )
+    if args.workflow:
+        w = record["workflow"] = time_training(args, device, amp)
+        logger.info(
+            "training, %d iterations x %d rounds: plain loop %.2f images/s, SupervisedTrainer %.2f images/s, "
+            "overhead %+.1f%%", w["iterations"], w["rounds"], w["plain_images_per_second"],
+            w["trainer_images_per_second"], 100 * w["trainer_overhead"],
+        )
+    if args.inference:
+        record["inference"] = time_inference(args, device)
+        logger.info("%s", format_inference_table(record["inference"]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_train.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def main(argv=None) -> int:
