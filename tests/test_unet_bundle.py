@@ -5,7 +5,6 @@ Each workflow runs in a subprocess, as users run it (``python -m monai.bundle ..
 bundle's ``scripts`` package never meets another bundle's in one interpreter.
 """
 
-import importlib.util
 import json
 import math
 import os
@@ -19,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 
+from bundle_loading import bundle_scripts
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "unet_ldct"
 CONFIGS = BUNDLE / "configs"
@@ -26,18 +27,6 @@ SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
 MU_W = 0.2059
 N = 32  # image side of the tiny dataset
 
-
-def _bundle_scripts():
-    """Import the bundle's ``scripts`` package under a private name (other ``scripts`` packages exist)."""
-    name = "unet_ldct_scripts"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, BUNDLE / "scripts" / "__init__.py", submodule_search_locations=[str(BUNDLE / "scripts")]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def _env():
@@ -95,9 +84,9 @@ def tiny(tmp_path_factory):
                                  "id": f"{split}{i}"})
     (root / "res700um" / "datalist.json").write_text(json.dumps(lists))
     torch.manual_seed(0)
-    net = _bundle_scripts().networks.LDCTUNet()
+    net = bundle_scripts("unet_ldct").networks.LDCTUNet()
     torch.save({"model": net.state_dict()}, root / "full.pt")
-    _bundle_scripts().utils.export_state_dict(str(root / "full.pt"), str(root / "model.pt"))  # fp16, as shipped
+    bundle_scripts("unet_ldct").utils.export_state_dict(str(root / "full.pt"), str(root / "model.pt"))  # fp16, as shipped
     return root
 
 
@@ -107,7 +96,7 @@ def _train_overrides(tiny, out, **extra):
 
 
 def _fp16_net(path):
-    net = _bundle_scripts().networks.LDCTUNet(pad_mode="reflect").eval()
+    net = bundle_scripts("unet_ldct").networks.LDCTUNet(pad_mode="reflect").eval()
     net.load_state_dict(torch.load(path, weights_only=True))
     return net
 
@@ -193,7 +182,7 @@ def test_evaluate_writes_per_image_metrics_and_a_summary(tiny, tmp_path):
     assert rows[0] == "id,psnr_db,nrmse_percent,ssim,ssim_global,residual_variance,rmse,data_range"
     assert [r.split(",")[0] for r in rows[1:]] == ["test0", "test1"]
     # the numbers are the metric functions applied to the network's output in cm^-1
-    M = _bundle_scripts().metrics
+    M = bundle_scripts("unet_ldct").metrics
     net = _fp16_net(tiny / "model.pt")
     first = dict(zip(rows[0].split(","), rows[1].split(",")))
     img = nib.load(tiny / "res700um" / "input" / "test0.nii.gz").get_fdata().astype(np.float32)

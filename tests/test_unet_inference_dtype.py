@@ -3,31 +3,19 @@
 No timings here; ``scripts/bench_train.py`` measures the speed.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from monai.data import MetaTensor
 
+from bundle_loading import bundle_scripts
+
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct"
 
 
-def _bundle_scripts():
-    """Import the bundle's ``scripts`` package under a private name (other ``scripts`` packages exist)."""
-    name = "unet_ldct_scripts"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, BUNDLE / "scripts" / "__init__.py", submodule_search_locations=[str(BUNDLE / "scripts")]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
-
-S = _bundle_scripts()
+S = bundle_scripts("unet_ldct")
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

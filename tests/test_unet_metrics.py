@@ -1,31 +1,19 @@
 """Metrics of the U-Net bundle (bundles/unet_ldct/scripts/metrics.py) against hand computations."""
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from bundle_loading import bundle_scripts
+
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct"
 
 
-def _bundle_scripts():
-    """Import the bundle's ``scripts`` package under a private name (other ``scripts`` packages exist)."""
-    name = "unet_ldct_scripts"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, BUNDLE / "scripts" / "__init__.py", submodule_search_locations=[str(BUNDLE / "scripts")]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
-
-M = _bundle_scripts().metrics
+M = bundle_scripts("unet_ldct").metrics
 
 
 def test_psnr_by_hand():

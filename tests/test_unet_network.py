@@ -1,30 +1,18 @@
 """The seed paper's U-Net (bundles/unet_ldct/scripts/networks.py): architecture, sizes, padding, TorchScript."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from bundle_loading import bundle_scripts
+
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct"
 
 
-def _bundle_scripts():
-    """Import the bundle's ``scripts`` package under a private name (other ``scripts`` packages exist)."""
-    name = "unet_ldct_scripts"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, BUNDLE / "scripts" / "__init__.py", submodule_search_locations=[str(BUNDLE / "scripts")]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
-
-LDCTUNet = _bundle_scripts().networks.LDCTUNet
+LDCTUNet = bundle_scripts("unet_ldct").networks.LDCTUNet
 
 
 def _weight_layers(net):

@@ -3,7 +3,6 @@
 import importlib.util
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -13,23 +12,13 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import ScaleIntensityRange
 
+from bundle_loading import bundle_scripts
+
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct"
 
 
-def _bundle_scripts():
-    """Import the bundle's ``scripts`` package under a private name (other ``scripts`` packages exist)."""
-    name = "unet_ldct_scripts"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, BUNDLE / "scripts" / "__init__.py", submodule_search_locations=[str(BUNDLE / "scripts")]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
-
-S = _bundle_scripts()
+S = bundle_scripts("unet_ldct")
 MU_W = 0.2059
 
 
