@@ -2,7 +2,7 @@
 
 ``get_projector(geometry, backend, model)`` returns a cached projector:
 
-* ``"astra"``: ASTRA Toolbox, CPU ``line_fanflat``/``strip_fanflat`` or its CUDA algorithms.
+* ``"astra"``: ASTRA Toolbox, CPU ``line_fanflat`` (strip model: sub-rays averaged) or its CUDA algorithms.
 * ``"torch"``: pure PyTorch, batched and differentiable, CPU or GPU.
 * ``"tomosipo"``: tomosipo (optional, GPU only), when importable.
 """
