@@ -4,6 +4,7 @@ Each bundle (as the model zoo requires) names its package ``scripts``, and so do
 top-level folder; importing them by that name in one test process would let one shadow the other.
 """
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -21,3 +22,22 @@ def bundle_scripts(bundle: str):
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def bundle_scripts_as_scripts(bundle: str):
+    """The ``scripts`` package of ``bundles/<bundle>`` imported under the name ``scripts`` itself.
+
+    Needed where the bundle's configs name ``scripts.*`` (``ConfigWorkflow`` imports by that name); a
+    previously loaded ``scripts`` from elsewhere is dropped from ``sys.modules`` first.
+    """
+    folder = REPO / "bundles" / bundle
+    mod = sys.modules.get("scripts")
+    if mod is None or not str(getattr(mod, "__file__", "") or "").startswith(str(folder)):
+        for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
+            del sys.modules[name]
+        sys.path.insert(0, str(folder))
+        try:
+            importlib.import_module("scripts")
+        finally:
+            sys.path.remove(str(folder))
+    return sys.modules["scripts"]

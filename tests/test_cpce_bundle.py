@@ -7,7 +7,6 @@ Run: ``PYTHONPATH=. python -m pytest tests/test_cpce_bundle.py -x -q``
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import math
 import os
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from bundle_loading import bundle_scripts_as_scripts
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cpce_rfm_da"
 CONFIGS = BUNDLE / "configs"
@@ -40,17 +41,7 @@ TINY = {
 
 
 def load_bundle_scripts():
-    """Import ``bundles/cpce_rfm_da/scripts`` as ``scripts`` (another bundle's ``scripts`` may be loaded)."""
-    mod = sys.modules.get("scripts")
-    if mod is None or not str(getattr(mod, "__file__", "") or "").startswith(str(BUNDLE)):
-        for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
-            del sys.modules[name]
-        sys.path.insert(0, str(BUNDLE))
-        try:
-            importlib.import_module("scripts")
-        finally:
-            sys.path.remove(str(BUNDLE))
-    return sys.modules["scripts"]
+    return bundle_scripts_as_scripts("cpce_rfm_da")
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,7 @@ Run: ``PYTHONPATH=. python -m pytest tests/test_cpce_parts.py -x -q``
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,21 +13,13 @@ import pytest
 import scipy.fft
 import torch
 
+from bundle_loading import bundle_scripts_as_scripts
+
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cpce_rfm_da"
 
 
 def load_bundle_scripts():
-    """Import ``bundles/cpce_rfm_da/scripts`` as ``scripts`` (another bundle's ``scripts`` may be loaded)."""
-    mod = sys.modules.get("scripts")
-    if mod is None or not str(getattr(mod, "__file__", "") or "").startswith(str(BUNDLE)):
-        for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
-            del sys.modules[name]
-        sys.path.insert(0, str(BUNDLE))
-        try:
-            importlib.import_module("scripts")
-        finally:
-            sys.path.remove(str(BUNDLE))
-    return sys.modules["scripts"]
+    return bundle_scripts_as_scripts("cpce_rfm_da")
 
 
 @pytest.fixture
