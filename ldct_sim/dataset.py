@@ -544,7 +544,6 @@ def _run_job(job: _Job, todo, per_res, sources, config: DatasetConfig, to_mu, su
 
 
 def _simulate_one(job: _Job, res_um: float, p: dict, mu, spacing, shape, config: DatasetConfig) -> None:
-    g: FanBeamGeometry = p["geometry"]
     input_i0, label_i0 = p["doses"]
     if config.input_i0_range is not None:
         lo, hi = config.input_i0_range

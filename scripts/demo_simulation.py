@@ -24,7 +24,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from ldct_sim import LowDoseSimulator, get_preset, hu_to_mu, mu_water  # noqa: E402
 from ldct_sim.phantoms import abdominal_phantom  # noqa: E402
