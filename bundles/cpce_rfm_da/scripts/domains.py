@@ -26,6 +26,7 @@ Usage (from the bundle root)::
 
     python -m scripts.domains --output_dir data/cross_domain
     python -m scripts.domains --output_dir /tmp/tiny --n_pixels 64 --n_views 90 --n_train 4 --n_validation 2 --n_test 2
+    python -m scripts.domains --output_dir data/shipped --from_datasets /data/src/res625um /data/tgt/res250um
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["make_domains", "main"]
+__all__ = ["make_domains", "datalist_from_datasets", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +217,42 @@ def make_domains(
     return record
 
 
+def datalist_from_datasets(source: str | os.PathLike, target: str | os.PathLike, output: str | os.PathLike) -> dict:
+    """A cross-domain datalist from two ``python -m ldct_sim simulate`` dataset folders (``.../res<R>um``).
+
+    ``source``: its training pairs become ``source``; ``target``: its training inputs become the unlabelled
+    ``target`` list, and its validation and test pairs are used for validation and test. Paths in the
+    written file are relative to its folder, as ``load_datalist`` expects. The shipped weights are trained
+    on such a list (source over a range of doses; see the model card).
+    """
+    output = Path(output).resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    def read(folder):
+        folder = Path(folder).resolve()
+        path = folder / "datalist.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"datalist_from_datasets: no datalist.json in {str(folder)!r}; pass a "
+                                    "`res<R>um` folder written by `python -m ldct_sim simulate`.")
+        return folder, json.loads(path.read_text())
+
+    def rel(folder, item, keys):
+        return {k: os.path.relpath(folder / item[k], output.parent) for k in keys}
+
+    (src_dir, src), (tgt_dir, tgt) = read(source), read(target)
+    datalist = {
+        "source": [rel(src_dir, it, ("image", "label")) for it in src["training"]],
+        "target": [rel(tgt_dir, it, ("image",)) for it in tgt["training"]],
+        "validation": [rel(tgt_dir, it, ("image", "label")) for it in tgt["validation"]],
+        "test": [rel(tgt_dir, it, ("image", "label")) for it in tgt["test"]],
+        "made_from": {"source": str(src_dir), "target": str(tgt_dir)},
+    }
+    output.write_text(json.dumps(datalist, indent=1))
+    logger.info("datalist_from_datasets: wrote %s (%d source pairs, %d target images)", output,
+                len(datalist["source"]), len(datalist["target"]))
+    return datalist
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description="Simulate the real and synthetic CT domains (NIfTI + datalists).")
     p.add_argument("--output_dir", required=True, help="folder to write")
@@ -233,9 +270,14 @@ def main(argv=None) -> dict:
     p.add_argument("--noise_bank", type=int, default=None)
     p.add_argument("--backend", default="astra")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from_datasets", nargs=2, metavar=("SOURCE", "TARGET"), default=None,
+                   help="instead of simulating: write <output_dir>/datalist.json from two `ldct_sim simulate` "
+                   "dataset folders (res<R>um)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    return make_domains(args.output_dir, **{k: v for k, v in vars(args).items() if k != "output_dir"})
+    if args.from_datasets:
+        return datalist_from_datasets(*args.from_datasets, Path(args.output_dir) / "datalist.json")
+    return make_domains(args.output_dir, **{k: v for k, v in vars(args).items() if k not in ("output_dir", "from_datasets")})
 
 
 if __name__ == "__main__":
