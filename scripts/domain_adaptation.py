@@ -33,7 +33,6 @@ import argparse
 import csv
 import json
 import logging
-import math
 import os
 import sys
 from pathlib import Path
