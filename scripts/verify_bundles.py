@@ -1,0 +1,649 @@
+"""Run the MONAI model zoo's checks on this repository's bundles and print a pass/fail table.
+
+The checks follow model-zoo's ``ci/verify_bundle.py`` (full mode) and its unit tests, in their order,
+and call MONAI's own functions for them (nothing of the schema or the export is re-implemented):
+
+=====================  ==================================================================================
+``files``              ``configs/metadata.json`` and ``LICENSE`` exist (``models/model.pt``,
+                       ``configs/inference.json`` and ``docs/README.md`` are reported when missing)
+``version``            ``version`` in the metadata, and a ``changelog`` that holds it
+``metadata``           ``monai.bundle.verify_metadata`` against the schema file (``--schema``)
+``net_in_out``         ``monai.bundle.verify_net_in_out`` of ``network_def`` (input ``image``, output
+                       ``pred``), then: ``pred`` keeps the image's batch and spatial size (a denoiser)
+``checkpoint``         ``models/model.pt`` loads with ``weights_only=True`` on this machine, holds CPU
+                       tensors only and is under the zoo's 25 MB limit for committed files
+``torchscript``        ``monai.bundle.ckpt_export`` to TorchScript; it reloads with ``metadata.json`` and
+                       ``inference.json`` inside (what MONAI Deploy reads) and gives the checkpoint's
+                       output on a batch of 2 (rtol 1e-5, atol 1e-5)
+``properties:<wf>``    ``ConfigWorkflow(...).initialize()`` then ``check_properties() == []`` for each of
+                       ``inference``, ``train``, ``evaluate`` and ``finetune`` the bundle has
+=====================  ==================================================================================
+
+``check_properties`` needs initialised workflows, which read data: as the zoo's unit tests do, each
+workflow gets a tiny generated dataset (32 × 32 float32 NIfTI slices in cm⁻¹ with the datalists both
+bundles read) and a temporary ``output_dir``; ``use_perceptual`` is switched off where present (VGG
+weights are never downloaded). A config without ``bundle_root`` is an overlay and is merged on
+``train.json``, as the bundles' docs run it (``"['configs/train.json','configs/evaluate.json']"``).
+``multi_gpu_train.json`` needs ``torch.distributed`` and is not checked here.
+
+Usage::
+
+    python scripts/verify_bundles.py                              # every bundle under bundles/
+    python scripts/verify_bundles.py bundles/unet_ldct --schema /path/meta_schema_20240725.json
+    python scripts/verify_bundles.py --checks files,version,metadata     # the quick ones
+    python scripts/verify_bundles.py --json report.json --workdir /tmp/verify   # keep exports, logs
+
+The schema defaults to ``../shared/monai/meta_schema_20240725.json`` beside the clone when it exists.
+Exit status: 0 when every check passed, 1 when one failed, 2 on a usage error (for example no schema).
+Each bundle runs in a fresh interpreter when several are given, because every bundle names its
+package ``scripts``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLES_DIR = REPO / "bundles"
+SCHEMA_NAME = "meta_schema_20240725.json"
+SCHEMA_MD5 = "06954cad2cc5d3784e72077ac76f0fc8"  # the copy in ../shared (see ../shared/README.md)
+DEFAULT_SCHEMA = REPO.parent / "shared" / "monai" / SCHEMA_NAME
+LARGE_FILE_MB = 25.0  # the model zoo's limit for files committed in a bundle
+
+CHECKS = ("files", "version", "metadata", "net_in_out", "checkpoint", "torchscript", "properties")
+#: (config name, ConfigWorkflow type) of the workflows whose properties are checked, when present.
+WORKFLOWS = (("inference", "infer"), ("train", "train"), ("evaluate", "eval"), ("finetune", "train"))
+#: Tolerances of the TorchScript-versus-checkpoint comparison.
+TS_RTOL, TS_ATOL = 1e-5, 1e-5
+
+logger = logging.getLogger("verify_bundles")
+
+__all__ = [
+    "CHECKS",
+    "CheckFailed",
+    "Result",
+    "Skipped",
+    "bundle_scripts_on_path",
+    "find_bundles",
+    "make_tiny_dataset",
+    "resolve_schema",
+    "verify_bundle",
+    "main",
+]
+
+
+class CheckFailed(Exception):
+    """A check found a problem; the message says what and how to fix it."""
+
+
+class Skipped(Exception):
+    """A check could not apply (for example no ``models/model.pt``); the message says why."""
+
+
+@dataclass
+class Result:
+    """One row of the table: ``status`` is ``"pass"``, ``"fail"`` or ``"skip"``."""
+
+    bundle: str
+    check: str
+    status: str
+    detail: str = ""
+    seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def find_bundles(paths: list[str] | None = None) -> list[Path]:
+    """The bundle folders named in ``paths`` (folders or names under ``bundles/``), or all of ``bundles/``."""
+    if not paths:
+        found = sorted(p for p in BUNDLES_DIR.iterdir() if (p / "configs").is_dir())
+        if not found:
+            raise FileNotFoundError(f"verify_bundles: no bundle (a folder with configs/) under {BUNDLES_DIR}.")
+        return found
+    out = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_dir() and (BUNDLES_DIR / p).is_dir():
+            path = BUNDLES_DIR / p
+        if not path.is_dir():
+            raise FileNotFoundError(f"verify_bundles: bundle {p!r} is not a folder (nor a name under {BUNDLES_DIR}).")
+        out.append(path.resolve())
+    return out
+
+
+def resolve_schema(schema: str | None, download: bool = False) -> Path | None:
+    """The schema file to validate against; ``None`` means: let ``verify_metadata`` download it.
+
+    Raises:
+        FileNotFoundError: ``schema`` given but absent, or none given, no default copy and no ``download``.
+    """
+    if schema:
+        path = Path(schema).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"verify_bundles: `--schema` {schema!r} is not a file.")
+        return path.resolve()
+    if DEFAULT_SCHEMA.is_file():
+        return DEFAULT_SCHEMA
+    if download:
+        return None
+    raise FileNotFoundError(
+        f"verify_bundles: no metadata schema at the default {DEFAULT_SCHEMA}. Pass `--schema PATH` (a copy of "
+        f"{SCHEMA_NAME}, the schema the bundles' metadata names), or `--download-schema` to let "
+        "monai.bundle.verify_metadata download it from the URL in configs/metadata.json (needs the internet), "
+        "or leave the check out with `--checks`."
+    )
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _metadata(bundle: Path) -> dict:
+    path = bundle / "configs" / "metadata.json"
+    if not path.is_file():
+        raise CheckFailed(f"no configs/metadata.json in {bundle}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def bundle_scripts_on_path(bundle: Path):
+    """Make ``bundle``'s ``scripts`` package the one ``import scripts`` finds, for the duration.
+
+    Every bundle names its package ``scripts`` (as the model zoo requires), so a previously imported
+    ``scripts`` is set aside first and put back afterwards.
+    """
+    saved = {n: m for n, m in sys.modules.items() if n == "scripts" or n.startswith("scripts.")}
+    for n in saved:
+        del sys.modules[n]
+    sys.path.insert(0, str(bundle))
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(bundle))
+        for n in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
+            del sys.modules[n]
+        sys.modules.update(saved)
+
+
+def _spatial_shape(meta: dict, n: int) -> tuple[int, ...]:
+    """The input's spatial shape from ``network_data_format`` with ``n`` (and ``p``) set, ``*`` as ``16·n``."""
+    # MONAI's own parser of "16*n", "2**p", "*" (the one verify_net_in_out uses); private, hence this wrapper.
+    from monai.bundle.scripts import _get_fake_spatial_shape
+
+    shape = meta["network_data_format"]["inputs"]["image"]["spatial_shape"]
+    return tuple(int(s) for s in _get_fake_spatial_shape(shape, p=n + 3, n=n, any=16 * n))
+
+
+def _value_range(meta: dict) -> tuple[float, float]:
+    vr = meta["network_data_format"]["inputs"]["image"].get("value_range") or [0.0, 1.0]
+    return float(vr[0]), float(vr[1])
+
+
+def _example_input(meta: dict, batch: int, n: int, seed: int = 0):
+    """A seeded uniform batch inside the metadata's ``value_range``, shape ``(batch, C, *spatial)``."""
+    import torch
+
+    image = meta["network_data_format"]["inputs"]["image"]
+    lo, hi = _value_range(meta)
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, int(image["num_channels"]), *_spatial_shape(meta, n))
+    return lo + (hi - lo) * torch.rand(shape, generator=g)
+
+
+def make_tiny_dataset(root: str | os.PathLike, n_pixels: int = 32, n_items: int = 4, seed: int = 0) -> Path:
+    """Write a tiny paired dataset in the layouts this repository's bundles read.
+
+    ``root/{input,label}/case<i>.nii.gz``: float32 2-D slices in cm⁻¹ (a water ellipse at 0.2059 cm⁻¹
+    in air, with Gaussian noise of 0.004 cm⁻¹, about 20 HU, on the input), 0.7 mm pixels; datalists
+    ``datalist.json``, ``datalist_s2r.json`` and ``datalist_r2s.json``, each with ``training``,
+    ``validation``, ``test`` (image + label), ``source`` (image + label) and ``target`` (image) lists.
+
+    Returns:
+        ``root`` as a ``Path``.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    if n_items < 3:
+        raise ValueError(f"make_tiny_dataset: `n_items` must be at least 3, got {n_items!r}.")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n_pixels, :n_pixels]
+    c = (n_pixels - 1) / 2
+    body = (yy - c) ** 2 / (0.42 * n_pixels) ** 2 + (xx - c) ** 2 / (0.36 * n_pixels) ** 2 <= 1
+    items = []
+    for i in range(n_items):
+        label = np.where(body, 0.2059, 0.0).astype(np.float32)
+        image = (label + rng.normal(0.0, 0.004, label.shape)).astype(np.float32)
+        for role, arr in (("input", image), ("label", label)):
+            (root / role).mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(arr, np.diag([0.7, 0.7, 1.0, 1.0])), root / role / f"case{i}.nii.gz")
+        items.append({"image": f"input/case{i}.nii.gz", "label": f"label/case{i}.nii.gz", "id": f"case{i}"})
+    n_train = n_items - 2
+    lists = {
+        "training": items[:n_train],
+        "validation": items[n_train : n_train + 1],
+        "test": items[n_train + 1 :],
+        "source": items[:n_train],
+        "target": [{"image": it["image"], "id": it["id"]} for it in items[:n_train]],
+    }
+    for name in ("datalist.json", "datalist_s2r.json", "datalist_r2s.json"):
+        (root / name).write_text(json.dumps(lists, indent=1), encoding="utf-8")
+    return root
+
+
+# ------------------------------------------------------------------------------------------- checks
+def check_files(bundle: Path, **_) -> str:
+    missing = [f for f in ("configs/metadata.json", "LICENSE") if not (bundle / f).is_file()]
+    if missing:
+        raise CheckFailed(f"missing required file(s): {', '.join(missing)}")
+    preferred = [f for f in ("models/model.pt", "configs/inference.json", "docs/README.md") if not (bundle / f).is_file()]
+    large = [p.name for p in bundle.glob("large_files.*") if p.suffix in (".yml", ".yaml", ".json")]
+    return (
+        "required files present"
+        + (f"; preferred but missing: {', '.join(preferred)}" if preferred else "")
+        + (f"; {large[0]} lists files to fetch first (python -m monai.bundle download_large_files)" if large else "")
+    )
+
+
+def check_version(bundle: Path, **_) -> str:
+    meta = _metadata(bundle)
+    if "version" not in meta:
+        raise CheckFailed("'version' is missing in configs/metadata.json")
+    if not isinstance(meta.get("changelog"), dict) or not meta["changelog"]:
+        raise CheckFailed("'changelog' is missing (or empty) in configs/metadata.json")
+    if meta["version"] not in meta["changelog"]:
+        raise CheckFailed(f"version {meta['version']!r} is missing in the 'changelog' of configs/metadata.json")
+    return f"version {meta['version']}, {len(meta['changelog'])} changelog entr{'y' if len(meta['changelog']) == 1 else 'ies'}"
+
+
+def check_metadata(bundle: Path, schema: Path | None, workdir: Path, **_) -> str:
+    from monai.bundle import verify_metadata
+
+    meta = _metadata(bundle)
+    url = str(meta.get("schema", ""))
+    meta_file = str(bundle / "configs" / "metadata.json")
+    if schema is None:  # --download-schema: verify_metadata downloads the URL the metadata names
+        target = workdir / "schema" / (url.rsplit("/", 1)[-1] or "schema.json")
+        verify_metadata(meta_file=meta_file, filepath=str(target))
+        return f"valid against {url} (downloaded)"
+    if url.rsplit("/", 1)[-1] != schema.name:
+        raise CheckFailed(f"the metadata names the schema {url!r}, but --schema is {schema.name!r}")
+    hash_val = SCHEMA_MD5 if schema.name == SCHEMA_NAME else None
+    try:
+        verify_metadata(meta_file=meta_file, filepath=str(schema), hash_val=hash_val)
+    except ValueError as e:
+        raise CheckFailed(str(e)) from e
+    return f"valid against {schema.name}" + (" (md5 checked)" if hash_val else "")
+
+
+def _parser(bundle: Path, config: str = "inference.json"):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / config))
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(bundle)
+    return parser
+
+
+def check_net_in_out(bundle: Path, device: str | None = None, **_) -> str:
+    import torch
+    from monai.bundle import verify_net_in_out
+
+    meta = _metadata(bundle)
+    fmt = meta.get("network_data_format", {})
+    if "image" not in fmt.get("inputs", {}) or "pred" not in fmt.get("outputs", {}):
+        raise CheckFailed(
+            "network_data_format must name its input 'image' and its output 'pred' (MONAI's verify_net_in_out, "
+            f"ckpt_export and onnx_export read those), got inputs {sorted(fmt.get('inputs', {}))} and "
+            f"outputs {sorted(fmt.get('outputs', {}))}"
+        )
+    if not (bundle / "configs" / "inference.json").is_file():
+        raise Skipped("no configs/inference.json")
+    kwargs = {"device": device} if device else {}
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=str(bundle / "configs" / "inference.json"),
+        bundle_root=str(bundle),
+        **kwargs,
+    )
+    # verify_net_in_out checks channels and dtype; a denoiser must also keep batch and spatial size.
+    net = _parser(bundle).get_parsed_content("network_def").eval()
+    x = _example_input(meta, batch=2, n=2)
+    with torch.no_grad():
+        y = net(x)
+    want = (x.shape[0], int(fmt["outputs"]["pred"]["num_channels"]), *x.shape[2:])
+    if tuple(y.shape) != want:
+        raise CheckFailed(f"network output shape {tuple(y.shape)} for input {tuple(x.shape)}; expected {want}")
+    return f"image {tuple(x.shape)} -> pred {tuple(y.shape)}, {y.dtype}"
+
+
+def _load_checkpoint(path: Path):
+    import torch
+
+    try:
+        return torch.load(str(path), weights_only=True)
+    except RuntimeError as e:
+        if "cuda" in str(e).lower():
+            raise CheckFailed(
+                f"{path.name} holds CUDA tensors and does not load on this machine: save CPU tensors "
+                "(`{k: v.cpu() for k, v in state.items()}`)"
+            ) from e
+        raise
+
+
+def check_checkpoint(bundle: Path, **_) -> str:
+    import torch
+
+    path = bundle / "models" / "model.pt"
+    if not path.is_file():
+        raise Skipped("no models/model.pt")
+    size_mb = path.stat().st_size / 1e6
+    state = _load_checkpoint(path)
+    tensors = {}
+
+    def walk(obj, prefix=""):
+        if torch.is_tensor(obj):
+            tensors[prefix] = obj
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+
+    walk(state)
+    if not tensors:
+        raise CheckFailed(f"models/model.pt holds no tensors (a {type(state).__name__})")
+    on_gpu = sorted(k for k, t in tensors.items() if t.device.type != "cpu")
+    if on_gpu:
+        raise CheckFailed(f"models/model.pt holds {len(on_gpu)} non-CPU tensor(s) (e.g. {on_gpu[0]}): save CPU tensors")
+    if size_mb > LARGE_FILE_MB:
+        raise CheckFailed(
+            f"models/model.pt is {size_mb:.1f} MB, over the zoo's {LARGE_FILE_MB:.0f} MB limit for committed files: "
+            "store it in fp16, or leave it out and list it in large_files.yml (scripts/package_bundle.py does that)"
+        )
+    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in tensors.values()})
+    n = sum(t.numel() for t in tensors.values() if t.is_floating_point())
+    return f"{size_mb:.2f} MB, {len(tensors)} CPU tensors ({', '.join(dtypes)}), {n:,} values"
+
+
+def check_torchscript(bundle: Path, workdir: Path, **_) -> str:
+    import torch
+    from ignite.handlers import Checkpoint
+    from monai.bundle import ckpt_export
+    from monai.data import load_net_with_metadata
+
+    ckpt = bundle / "models" / "model.pt"
+    if not ckpt.is_file():
+        raise Skipped("no models/model.pt")
+    if not (bundle / "configs" / "inference.json").is_file():
+        raise Skipped("no configs/inference.json")
+    ts_path = workdir / f"{bundle.name}_model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts_path),
+        ckpt_file=str(ckpt),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=str(bundle / "configs" / "inference.json"),
+        bundle_root=str(bundle),
+    )
+    scripted, meta_in_ts, extra = load_net_with_metadata(str(ts_path), more_extra_files=("inference.json",))
+    meta = _metadata(bundle)
+    if meta_in_ts.get("version") != meta.get("version") or not extra.get("inference.json"):
+        raise CheckFailed("the TorchScript file lacks the bundle's metadata.json or inference.json")
+    shipped = bundle / "models" / "model.ts"
+    if shipped.is_file():  # the zoo also loads a shipped model.ts
+        torch.jit.load(str(shipped))
+    # The checkpoint's own network, loaded as ckpt_export loads it (ignite Checkpoint, strict).
+    net = _parser(bundle).get_parsed_content("network_def")
+    Checkpoint.load_objects(to_load={"model": net}, checkpoint=_load_checkpoint(ckpt))
+    net.eval()
+    x = _example_input(meta, batch=2, n=2, seed=1)
+    with torch.no_grad():
+        ref, out = net(x), scripted(x)
+    diff = float((out - ref).abs().max())
+    try:
+        torch.testing.assert_close(out, ref, rtol=TS_RTOL, atol=TS_ATOL)
+    except AssertionError as e:
+        raise CheckFailed(f"TorchScript output differs from the checkpoint's network (max |diff| {diff:.3g}): {e}") from e
+    return f"{ts_path.name} reloads; max |TorchScript - checkpoint| = {diff:.2g} on {tuple(x.shape)}"
+
+
+def _workflow_files(bundle: Path, name: str) -> list[Path] | None:
+    path = bundle / "configs" / f"{name}.json"
+    if not path.is_file():
+        return None
+    content = json.loads(path.read_text(encoding="utf-8"))
+    if "bundle_root" not in content and name != "train":  # an overlay, merged on train.json as the docs run it
+        return [bundle / "configs" / "train.json", path]
+    return [path]
+
+
+def check_properties(bundle: Path, workflow: str, kind: str, workdir: Path, **_) -> str:
+    from monai.bundle import ConfigParser, ConfigWorkflow
+
+    files = _workflow_files(bundle, workflow)
+    if files is None:
+        raise Skipped(f"no configs/{workflow}.json")
+    data = workdir / "tiny_data"
+    if not (data / "datalist.json").is_file():
+        make_tiny_dataset(data)
+    out = workdir / "properties" / workflow
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in files])
+    wanted = {
+        "dataset_dir": str(data / "input") if kind == "infer" and workflow == "inference" else str(data),
+        "output_dir": str(out),
+        "ckpt_dir": str(out / "checkpoints"),
+        "num_workers": 0,
+        "cache_rate": 0.0,
+        "use_perceptual": False,  # VGG-19 weights are never downloaded
+    }
+    override = {k: v for k, v in wanted.items() if k in parser}
+    note = ""
+    weight_keys = [k for k in ("ckpt_path", "pretrained_ckpt") if k in parser]
+    if weight_keys and not (bundle / "models" / "model.pt").is_file():
+        # Properties belong to the config, not to the weights: without shipped weights, a random-init
+        # state dict of network_def stands in (the zoo's unit tests disable the loader instead).
+        import torch
+
+        stand_in = workdir / "stand_in_model.pt"
+        if not stand_in.is_file():
+            torch.save(parser.get_parsed_content("network_def").state_dict(), stand_in)
+        override.update({k: str(stand_in) for k in weight_keys})
+        note = " (stand-in weights: no models/model.pt)"
+    logging_file = bundle / "configs" / "logging.conf"
+    wf = ConfigWorkflow(
+        config_file=[str(f) for f in files],
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=str(logging_file) if logging_file.is_file() else False,
+        workflow_type=kind,
+        bundle_root=str(bundle),
+        **override,
+    )
+    wf.initialize()
+    try:
+        missing = wf.check_properties()
+    except KeyError as e:  # MONAI 1.6.1 raises for an absent required ID instead of listing it
+        raise CheckFailed(f"{'+'.join(f.name for f in files)} ({kind}): {e}") from e
+    if missing:
+        raise CheckFailed(f"{'+'.join(f.name for f in files)} ({kind}) lacks properties {missing}")
+    return f"{'+'.join(f.name for f in files)} as {kind!r}: check_properties() == []{note}"
+
+
+# ------------------------------------------------------------------------------------------- runner
+def _quiet_logs() -> None:
+    """MONAI logs every call's arguments at INFO and bundles' logging.conf raise the root level: lower both."""
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("monai", "ignite", "torch"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _run_one(bundle: Path, check: str, fn, quiet: bool = True, **kwargs) -> Result:
+    if quiet:
+        _quiet_logs()
+    t0 = time.perf_counter()
+    try:
+        detail, status = fn(bundle, **kwargs), "pass"
+    except Skipped as e:
+        detail, status = str(e), "skip"
+    except CheckFailed as e:
+        detail, status = str(e), "fail"
+    except Exception as e:  # any other error of MONAI's checks is a failure of this check, not of the run
+        logger.debug("%s %s:\n%s", bundle.name, check, traceback.format_exc())
+        detail, status = f"{type(e).__name__}: {e}", "fail"
+    result = Result(bundle.name, check, status, " ".join(str(detail).split()), round(time.perf_counter() - t0, 2))
+    logger.info("%s %s: %s (%.1f s)", result.bundle, result.check, result.status.upper(), result.seconds)
+    return result
+
+
+def verify_bundle(
+    bundle: str | os.PathLike,
+    schema: Path | None = None,
+    checks: tuple[str, ...] = CHECKS,
+    workdir: str | os.PathLike | None = None,
+    device: str | None = None,
+    quiet: bool = True,
+) -> list[Result]:
+    """Run ``checks`` on one bundle in this interpreter; returns one ``Result`` per check (and workflow).
+
+    Args:
+        bundle: the bundle folder.
+        schema: the metadata schema file; ``None`` lets ``verify_metadata`` download the URL it names.
+        checks: names from ``CHECKS``.
+        workdir: where exports, logs and the tiny dataset go; default a temporary folder, removed after.
+        device: device of ``verify_net_in_out`` (default: MONAI's, CUDA when available).
+        quiet: keep MONAI's INFO logs out of the output.
+    """
+    bundle = Path(bundle).resolve()
+    unknown = sorted(set(checks) - set(CHECKS))
+    if unknown:
+        raise ValueError(f"verify_bundle: unknown check(s) {unknown}; expected some of {CHECKS}.")
+    fns = {
+        "files": check_files,
+        "version": check_version,
+        "metadata": check_metadata,
+        "net_in_out": check_net_in_out,
+        "checkpoint": check_checkpoint,
+        "torchscript": check_torchscript,
+    }
+    levels = {n: logging.getLogger(n).level for n in ["", *logging.root.manager.loggerDict]}
+    with contextlib.ExitStack() as stack:
+        if quiet:  # put the logging levels back afterwards (this may run inside another program)
+            stack.callback(lambda: [logging.getLogger(n).setLevel(v) for n, v in levels.items()])
+        if workdir is None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"verify_{bundle.name}_"))
+        work = Path(workdir) / bundle.name
+        work.mkdir(parents=True, exist_ok=True)
+        stack.enter_context(bundle_scripts_on_path(bundle))
+        importlib.import_module("monai.bundle")  # imported up front, so that no check's time includes it
+
+        results = []
+        for check in (c for c in CHECKS if c in checks):
+            if check == "properties":
+                for workflow, kind in WORKFLOWS:
+                    if (bundle / "configs" / f"{workflow}.json").is_file():
+                        results.append(_run_one(bundle, f"properties:{workflow}", check_properties, quiet,
+                                                workflow=workflow, kind=kind, workdir=work))
+            else:
+                results.append(_run_one(bundle, check, fns[check], quiet, schema=schema, workdir=work, device=device))
+    return results
+
+
+def format_table(results: list[Result]) -> str:
+    """A plain-text table: bundle, check, PASS/FAIL/SKIP, seconds, detail."""
+    rows = [("bundle", "check", "result", "s", "detail")]
+    rows += [(r.bundle, r.check, r.status.upper(), f"{r.seconds:.1f}", r.detail) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 6)
+    n_fail = sum(r.status == "fail" for r in results)
+    n_pass = sum(r.status == "pass" for r in results)
+    lines.append(f"\n{n_pass} passed, {n_fail} failed, {len(results) - n_pass - n_fail} skipped")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundles", nargs="*", help="bundle folders or names under bundles/ (default: all)")
+    p.add_argument("--schema", default=None, help=f"metadata schema file (default {DEFAULT_SCHEMA} when it exists)")
+    p.add_argument("--download-schema", action="store_true",
+                   help="without a schema file, let verify_metadata download the URL the metadata names")
+    p.add_argument("--checks", default=",".join(CHECKS), help=f"comma-separated subset of {','.join(CHECKS)}")
+    p.add_argument("--device", default=None, help="device of verify_net_in_out (default: cuda:0 if available)")
+    p.add_argument("--workdir", default=None, help="keep exports, logs and the tiny dataset here (default: temporary)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--verbose", action="store_true", help="show MONAI's logs and tracebacks")
+    p.add_argument("--no-table", action="store_true", help=argparse.SUPPRESS)  # children of a multi-bundle run
+    return p.parse_args(argv)
+
+
+def _child(bundle: Path, args: argparse.Namespace, json_path: Path) -> list[Result]:
+    """Verify one bundle in a fresh interpreter (each bundle names its package ``scripts``)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), str(bundle), "--checks", args.checks,
+           "--json", str(json_path), "--no-table"]
+    for flag in ("schema", "device", "workdir"):
+        if getattr(args, flag):
+            cmd += [f"--{flag}", str(getattr(args, flag))]
+    cmd += ["--download-schema"] * args.download_schema + ["--verbose"] * args.verbose
+    r = subprocess.run(cmd, check=False)
+    if json_path.is_file():
+        return [Result(**d) for d in json.loads(json_path.read_text())["results"]]
+    return [Result(bundle.name, "run", "fail", f"the verifier exited with status {r.returncode} and no results")]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not logger.handlers:  # one line per check on stderr, whatever the bundles' logging.conf say
+        progress = logging.StreamHandler(sys.stderr)
+        progress.setFormatter(logging.Formatter("verify_bundles: %(message)s"))
+        logger.addHandler(progress)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
+    unknown = sorted(set(checks) - set(CHECKS))
+    try:
+        if unknown:
+            raise ValueError(f"verify_bundles: unknown check(s) {unknown}; expected some of {list(CHECKS)}.")
+        bundles = find_bundles(args.bundles)
+        schema = resolve_schema(args.schema, args.download_schema) if "metadata" in checks else None
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if len(bundles) == 1:
+        results = verify_bundle(bundles[0], schema=schema, checks=checks, workdir=args.workdir, device=args.device,
+                                quiet=not args.verbose)
+    else:
+        results = []
+        with tempfile.TemporaryDirectory(prefix="verify_bundles_") as tmp:
+            for b in bundles:
+                results += _child(b, args, Path(tmp) / f"{b.name}.json")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": [asdict(r) for r in results]}, indent=1), encoding="utf-8")
+    if not args.no_table:
+        print(format_table(results))
+    return 1 if any(r.status == "fail" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
