@@ -13,7 +13,7 @@ Entries are written in sorted order with a fixed timestamp, so the same bundle g
 
 Usage::
 
-    python scripts/package_bundle.py bundles/unet_ldct                 # -> dist/unet_ldct_v0.2.0.zip
+    python scripts/package_bundle.py bundles/unet_ldct                 # -> dist/unet_ldct_v0.3.0.zip
     python scripts/package_bundle.py bundles/cpce_rfm_da --output_dir /tmp/zoo
     python scripts/package_bundle.py bundles/unet_ldct --max_size_mb 10 --url_base https://host/unet_ldct/
 

@@ -22,6 +22,8 @@ from monai.config import KeysCollection
 from monai.data import CacheDataset, Dataset
 from monai.transforms import MapTransform, Randomizable
 
+from . import dicom_series
+
 __all__ = [
     "CheckIntensityUnitd",
     "CrossDomainDataset",
@@ -90,20 +92,38 @@ def require_file(path: str | os.PathLike, what: str = "file", hint: str = "") ->
     return path
 
 
-def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES, key: str = "image") -> list[dict]:
+def list_images(
+    folder: str | os.PathLike,
+    suffixes: Sequence[str] = IMAGE_SUFFIXES,
+    key: str = "image",
+    group_dicom_series: bool = False,
+) -> list[dict]:
     """``[{key: path}, ...]`` for every image file under ``folder`` (recursively), sorted by path.
+
+    Args:
+        folder: the folder to search.
+        suffixes: file endings read as images.
+        key: the item key.
+        group_dicom_series: make each folder of DICOM files one item (a series, read as a volume) instead
+            of one item per file, as inference does (``dicom_series.list_inputs``): ``folder`` may then
+            be a series folder or a single file too.
 
     Raises:
         FileNotFoundError: the folder does not exist or holds no image with one of ``suffixes``.
     """
     folder = os.fspath(folder)
+    if group_dicom_series and os.path.isfile(folder):
+        return [{key: folder}]
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"list_images: the folder {folder!r} does not exist.")
-    found = sorted(
-        p
-        for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
-        if os.path.isfile(p) and p.lower().endswith(tuple(s.lower() for s in suffixes))
-    )
+    if group_dicom_series:
+        found = dicom_series.list_inputs(folder, suffixes, recursive=True)
+    else:
+        found = sorted(
+            p
+            for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
+            if os.path.isfile(p) and p.lower().endswith(tuple(s.lower() for s in suffixes))
+        )
     if not found:
         raise FileNotFoundError(f"list_images: no image ({', '.join(suffixes)}) found under {folder!r}.")
     return [{key: p} for p in found]

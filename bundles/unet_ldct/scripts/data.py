@@ -15,11 +15,13 @@ import re
 import numpy as np
 from monai.data import load_decathlon_datalist
 
+from . import dicom_series
+
 __all__ = ["DATALIST_NAME", "IMAGE_SUFFIXES", "find_datalist", "load_split", "list_images"]
 
 #: File name the configs look for first.
 DATALIST_NAME = "datalist.json"
-#: Files that inference treats as images; directories holding ``.dcm`` files are read as DICOM series.
+#: Files that inference treats as images; folders holding DICOM files are read as DICOM series.
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".mha", ".mhd", ".nrrd")
 
 
@@ -124,8 +126,10 @@ def load_split(datalist: str, split: str = "training", fraction: float = 1.0, se
 def list_images(dataset_dir: str) -> list[dict]:
     """Inputs for inference: ``[{"image": path}, ...]`` in sorted order.
 
-    ``dataset_dir`` may be one image file, or a folder: each NIfTI/MetaImage/NRRD/DICOM file in it is
-    one input, and each subfolder holding ``.dcm`` files is one DICOM series (a volume).
+    ``dataset_dir`` may be one image file; a DICOM series folder (a folder whose images are all DICOM
+    files: one volume); or a folder in which each NIfTI/MetaImage/NRRD file is one input and each
+    subfolder holding DICOM files (``.dcm`` or any file with the DICOM preamble) is one series. DICOM
+    files lying next to other images are read one by one. See ``dicom_series.list_inputs``.
 
     Raises:
         FileNotFoundError: the path does not exist or holds no image.
@@ -134,13 +138,7 @@ def list_images(dataset_dir: str) -> list[dict]:
         return [{"image": dataset_dir}]
     if not os.path.isdir(dataset_dir):
         raise FileNotFoundError(f"list_images: `dataset_dir` {dataset_dir!r} does not exist; pass --dataset_dir DIR.")
-    items = []
-    for name in sorted(os.listdir(dataset_dir)):
-        path = os.path.join(dataset_dir, name)
-        if os.path.isfile(path) and name.lower().endswith(IMAGE_SUFFIXES):
-            items.append({"image": path})
-        elif os.path.isdir(path) and glob.glob(os.path.join(glob.escape(path), "*.dcm")):
-            items.append({"image": path})
+    items = [{"image": p} for p in dicom_series.list_inputs(dataset_dir, IMAGE_SUFFIXES, recursive=False)]
     if not items:
         raise FileNotFoundError(
             f"list_images: no image ({', '.join(IMAGE_SUFFIXES)} files or DICOM series folders) in {dataset_dir!r}."
