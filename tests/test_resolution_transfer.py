@@ -1,0 +1,271 @@
+"""scripts/resolution_transfer.py and scripts/study_common.py: options, resumability markers, progress/ETA,
+tables, and the ``smoke`` preset end to end (every table and figure, finite values, a report that embeds
+every figure, re-runs that skip finished work and redo only what was lost)."""
+
+import csv
+import importlib.util
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(name, filename):
+    # by path: the bundles' own `scripts` packages would shadow the top-level folder as a package
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / filename)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+rt = _load("ldct_resolution_transfer", "resolution_transfer.py")
+sc = sys.modules["study_common"]  # the copy resolution_transfer.py imported
+
+
+def _config(tmp_path, *extra):
+    args = rt.build_parser().parse_args(["--results_dir", str(tmp_path), "--preset", "smoke", *extra])
+    return rt.resolve_config(args)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# options
+# ---------------------------------------------------------------------------------------------------------
+def test_presets_resolve_to_the_seed_proportions_and_sizes(tmp_path):
+    paper = _config(tmp_path, "--preset", "paper")
+    assert (paper.phantoms, paper.n_pixels, paper.iterations, paper.batch_size, paper.patch_size) == (3000, 512, 50000, 4, 512)
+    assert paper.resolutions == rt.ALL_RESOLUTIONS and paper.fractions == (0.05, 0.10, 0.15, 0.20, 0.25, 0.30)
+    assert paper.lr_decay_steps == 20000 and paper.finetune_iterations == 7000  # the bundle's own defaults
+    assert [round(s / sum(paper.split), 12) for s in paper.split] == [0.8, 0.1, 0.1]  # 2400:300:300
+    small = _config(tmp_path, "--preset", "small", "--n_pixels", "96", "--iterations", "300", "--fractions", "0.2,0.1")
+    assert small.n_pixels == 96 and small.iterations == 300 and small.lr_decay_steps == 120 and small.fractions == (0.1, 0.2)
+    smoke = _config(tmp_path, "--stages", "report,data", "--resolutions", "625,62.5")
+    assert smoke.stages == ("data", "report") and smoke.resolutions == (62.5, 625.0) and smoke.report_rows == (62.5, 625.0)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--stages", "data,plot"], "--stages"),
+        (["--resolutions", "100"], "not a Table 1 system"),
+        (["--iterations", "5", "--val_interval", "2"], "multiple of `--val_interval`"),
+        (["--patch_size", "64"], "must not exceed `--n_pixels`"),
+        (["--fractions", "0.5,1.5"], "--fractions"),
+        (["--n_test", "0"], "positive integers"),
+        (["--source", "/no/such/folder"], "does not exist"),
+    ],
+)
+def test_bad_options_name_the_option(tmp_path, extra, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _config(tmp_path, *extra)
+
+
+def test_split_counts_become_proportions_ldct_sim_keeps_stable():
+    from ldct_sim.dataset import DatasetConfig
+
+    for counts in [(8, 2, 2), (80, 10, 10), (7, 3, 3), (2400, 300, 300)]:
+        split = rt.stable_split(counts)
+        a = DatasetConfig(resolutions=(625,), split=split)
+        b = DatasetConfig(resolutions=(625,), split=a.split)  # what `ldct_sim datalist` rebuilds from the inventory
+        assert a.fingerprint(625) == b.fingerprint(625)
+        assert [round(s * sum(counts)) for s in a.split] == list(counts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# study_common
+# ---------------------------------------------------------------------------------------------------------
+def test_unit_state_skips_refuses_and_redoes(tmp_path):
+    out = tmp_path / "model.pt"
+    st = sc.UnitState(tmp_path / "state", "train", "res625um", {"iterations": 4}, {"data": "abc"})
+    assert st.status() == ("todo", None)
+    st.start()
+    assert st.status() == ("todo", None)  # killed while running: only the started marker exists, so it runs again
+    out.write_bytes(b"w")
+    marker = st.finish({"files": [str(out)], "model": str(out)}, 1.5)
+    assert st.status() == ("done", marker) and not st.started_path.exists()
+    again = sc.UnitState(tmp_path / "state", "train", "res625um", {"iterations": 4}, {"data": "abc"})
+    assert again.finish({"files": [str(out)], "model": str(out)}, 9.0)["digest"] == marker["digest"]  # times not hashed
+    with pytest.raises(sc.StudyError, match=r"other settings \(iterations: 4 -> 8\)"):
+        sc.UnitState(tmp_path / "state", "train", "res625um", {"iterations": 8}, {"data": "abc"}).status()
+    assert sc.UnitState(tmp_path / "state", "train", "res625um", {"iterations": 4}, {"data": "new"}).status()[0] == "stale"
+    # cheap derived units (tables, figures) are redone rather than refused when their settings change
+    assert sc.UnitState(tmp_path / "state", "train", "res625um", {"iterations": 8}, {"data": "abc"}, strict=False).status()[0] == "stale"
+    out.unlink()
+    assert st.status()[0] == "stale"  # an output is gone
+
+
+def test_progress_eta_uses_seconds_per_unit_of_work(caplog):
+    units = [sc.Unit("train", "a", "train", 100.0), sc.Unit("train", "b", "train", 300.0), sc.Unit("infer", "c", "infer", 50.0)]
+    p = sc.StudyProgress(units, min_interval_s=0)
+    assert p.run_eta() is None  # nothing measured yet
+    units[0].state, units[0].seconds = "done", 20.0  # 0.2 s per unit of work
+    assert p.unit_eta(units[1]) == pytest.approx(60.0)
+    assert p.run_eta() == pytest.approx(60.0 + 10.0)  # the infer kind borrows the overall rate
+    with caplog.at_level("INFO", logger="study"):
+        p.start("train/b")
+        units[1].started = time.time() - 30.0
+        p.step("train/b", 50, 100, "loss 0.1", force=True)
+    assert p.unit_eta(units[1]) == pytest.approx(30.0, abs=1.0)  # half done after 30 s
+    assert re.search(r"\[2/3 train b\] step 50/100 loss 0\.1 \| unit ETA 3\ds \| run ETA", caplog.text)
+    p.close()
+    assert sc.format_seconds(3725) == "1h02m" and sc.format_seconds(65) == "1m05s" and sc.format_seconds(None) == "?"
+
+
+def test_run_logged_streams_lines_and_reports_failures(tmp_path):
+    lines = []
+    code = "import sys\nprint('Epoch: 1/2, Iter: 3/5 -- train_loss: 0.25', flush=True)\nsys.stderr.write('bar 1\\rbar 2\\r')\n"
+    sc.run_logged([sys.executable, "-c", code], tmp_path / "a.log", on_line=lines.append)
+    assert lines == ["Epoch: 1/2, Iter: 3/5 -- train_loss: 0.25", "bar 1", "bar 2"]
+    assert "exit status 0" in (tmp_path / "a.log").read_text()
+    with pytest.raises(sc.StudyError, match=r"(?s)exit status 3.*a\.log.*went wrong"):
+        sc.run_logged([sys.executable, "-c", "print('went wrong'); raise SystemExit(3)"], tmp_path / "a.log")
+    assert (tmp_path / "a.log").read_text().count("===== $") == 2  # one header per attempt: the log is appended to
+
+
+def test_one_run_per_results_folder_and_children_die_with_the_study(tmp_path):
+    with sc.ResultsLock(tmp_path):
+        with pytest.raises(sc.StudyError, match="another run is using"):
+            with sc.ResultsLock(tmp_path):
+                pass
+    with sc.ResultsLock(tmp_path):  # released
+        pass
+    if not sys.platform.startswith("linux"):
+        return
+    import os
+    import signal
+    import subprocess
+
+    # a "study" that runs a long child through run_logged, then is killed with SIGKILL: the child must go too
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    study = (f"import sys; sys.path.insert(0, {str(REPO / 'scripts')!r}); import study_common as sc; "
+             f"sc.run_logged([sys.executable, '-c', {child!r}], {str(tmp_path / 'c.log')!r})")
+    proc = subprocess.Popen([sys.executable, "-c", study])
+    deadline = time.time() + 60
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while True:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            break  # gone
+        try:  # a zombie waiting for init counts as gone
+            if open(f"/proc/{child_pid}/stat").read().split(")")[-1].split()[0] == "Z":
+                break
+        except OSError:
+            break
+        assert time.time() < deadline, "the child outlived the killed study"
+        time.sleep(0.1)
+
+
+def test_bundle_command_and_tables(tmp_path):
+    argv = sc.bundle_command(["a/train.json", "a/finetune.json"], {"resolution": 62.5, "amp": False, "device": None}, python="py")
+    assert argv == ["py", "-m", "monai.bundle", "run", "--config_file", "['a/train.json','a/finetune.json']",
+                    "--resolution", "62.5", "--amp", "false"]
+    csv_path, md_path = sc.write_table(tmp_path / "t", [{"a": 1.5, "b": math.nan, "c": "x"}], ["a", "b"], title="T")
+    assert csv_path.read_text() == "a,b\n1.5,nan\n"
+    assert md_path.read_text() == "## T\n\n| a | b |\n|---|---:|\n| 1.5 | nan |\n"
+    assert sc.mean_std(37.171, 1.034) == "37.17 ± 1.03" and sc.mean_std(1.5e-6, math.nan, scientific=True) == "1.50e-06"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the smoke preset end to end
+# ---------------------------------------------------------------------------------------------------------
+TABLES = ["crosstest_psnr", "crosstest_vs_selftest", "seed_table3_comparison", "retrain", "nps_summary", "nps_curves"]
+FIGURES = ["examples", "crosstest_res62p5um", "crosstest_res625um", "metrics_vs_training_resolution", "crosstest_heatmap",
+           "retrain_curve", "retrain_images", "noise_images", "nps", "nps_2d", "noise_sd_maps"]
+
+
+def _run(results, *extra):
+    args = rt.build_parser().parse_args(["--results_dir", str(results), "--preset", "smoke", *extra])
+    return rt.ResolutionTransferStudy(rt.resolve_config(args)).run()
+
+
+def _numbers(path):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert rows, path
+    values = []
+    for row in rows:
+        for key, v in row.items():
+            try:
+                values.append((key, float(v)))
+            except (TypeError, ValueError):
+                pass  # labels such as the model name
+    return rows, values
+
+
+def test_smoke_preset_end_to_end_and_resume(tmp_path):
+    results = tmp_path / "rt"
+    # 1. the data stage alone, as an interrupted run would leave it
+    outcome = _run(results, "--stages", "data")
+    assert outcome == {"data/simulate": "ran"}
+    assert (results / "data" / "res62.5um" / "datalist.json").is_file() and not (results / "models").exists()
+
+    # 2. everything: the data are not simulated again
+    outcome = _run(results)
+    assert outcome["data/simulate"] == "skipped"
+    assert all(v == "ran" for k, v in outcome.items() if k != "data/simulate"), outcome
+    assert {"train/res62.5um", "train/res625um", "crosstest/tables", "retrain/finetune_25pct", "retrain/tables",
+            "noise/tables", "report/report"} <= set(outcome)
+    study_log = (results / "logs" / "study.log").read_text()
+    assert re.search(r"\[1/\d+ data simulate\] skipped", study_log)
+    assert re.search(r"\[\d+/\d+ train res625um\] step 2/2 loss [0-9.]+ \| unit ETA \S+ \| run ETA \S+", study_log)
+
+    for name in TABLES:
+        assert (results / "tables" / f"{name}.md").read_text().strip(), name
+        rows, values = _numbers(results / "tables" / f"{name}.csv")
+        bad = [(k, v) for k, v in values if not math.isfinite(v) and not (name == "seed_table3_comparison" and k.startswith("psnr"))]
+        assert not bad, (name, bad)  # (the seed comparison lists the four resolutions this run did not train)
+    psnr_rows, _ = _numbers(results / "tables" / "crosstest_psnr.csv")
+    assert len(psnr_rows) == 4 and {(float(r["test_um"]), float(r["model_um"])) for r in psnr_rows} == {
+        (62.5, 62.5), (62.5, 625.0), (625.0, 62.5), (625.0, 625.0)}
+    vs_self, _ = _numbers(results / "tables" / "crosstest_vs_selftest.csv")
+    for r in vs_self:  # the self-test against itself: no residual, SSIM 1
+        if r["test_um"] == r["model_um"]:
+            assert float(r["residual_variance_mean"]) == 0.0 and float(r["ssim_mean"]) == pytest.approx(1.0)
+        else:
+            assert float(r["residual_variance_mean"]) > 0.0 and float(r["ssim_mean"]) < 1.0
+    retrain_rows, _ = _numbers(results / "tables" / "retrain.csv")
+    assert [float(r["fraction"]) for r in retrain_rows] == [0.0, 0.25] and retrain_rows[1]["n_images"] == "2"
+    nps_rows, _ = _numbers(results / "tables" / "nps_summary.csv")
+    for r in nps_rows:  # the NPS integrates to the variance of the noise ROIs
+        assert float(r["nps_integral_cm2"]) == pytest.approx(float(r["noise_std_cm"]) ** 2, rel=1e-9)
+
+    report = (results / "report.md").read_text()
+    for name in FIGURES:
+        png = results / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"](figures/{name}.png)" in report, name
+    assert sorted(p.stem for p in (results / "figures").glob("*.png")) == sorted(FIGURES)
+    assert "37.17 ± 1.03" in report and "0.1898" in report and "0.7558" in report  # the seed's numbers beside ours
+    config = json.loads((results / "config.json").read_text())
+    assert config["config"]["seed"] == 0 and config["provenance"]["packages"]["monai"]
+    assert re.search(r"at commit `([0-9a-f]{40}|unknown)`", report)
+
+    # 3. nothing left to do: every unit is skipped and no bundle command runs again
+    train_log = (results / "logs" / "train" / "res625um.log").read_text()
+    outcome = _run(results)
+    assert set(outcome.values()) == {"skipped"}
+    assert (results / "logs" / "train" / "res625um.log").read_text() == train_log
+
+    # 4. outputs lost (as after a crash or a manual clean-up): only the units that made them run again
+    (results / "figures" / "nps.png").unlink()  # an output of noise/tables: that unit is stale
+    (results / "state" / "retrain" / "tables.json").unlink()  # a unit whose marker is gone (killed before it finished)
+    outcome = _run(results)
+    assert sorted(k for k, v in outcome.items() if v == "ran") == ["noise/tables", "retrain/tables"]
+    assert (results / "figures" / "nps.png").is_file()
+    assert (results / "logs" / "train" / "res625um.log").read_text() == train_log
+    assert "[10/11 noise tables] done" in (results / "logs" / "study.log").read_text()
