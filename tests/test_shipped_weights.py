@@ -1,4 +1,4 @@
-"""The U-Net bundle's shipped weights denoise its shipped sample: the README's inference command."""
+"""Each bundle's shipped weights denoise its shipped sample: the README's inference command, run as a user would."""
 
 import subprocess
 import sys
@@ -8,7 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct"
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+SAMPLES = {"unet_ldct": "abdomen_625um.nii.gz", "cpce_rfm_da": "abdomen_250um.nii.gz"}
 MU_WATER = 0.2059
 
 
@@ -22,14 +23,16 @@ def _psnr_full_range_hu(img, ref) -> float:
     return float(10 * np.log10(4096.0**2 / np.mean((to_hu(img) - to_hu(ref)) ** 2)))
 
 
-@pytest.mark.skipif(not (BUNDLE / "models" / "model.pt").is_file(), reason="no shipped weights")
-def test_shipped_weights_raise_psnr_on_the_sample(tmp_path):
+@pytest.mark.parametrize("bundle", sorted(SAMPLES))
+def test_shipped_weights_raise_psnr_on_the_sample(bundle, tmp_path):
+    BUNDLE = BUNDLES / bundle
+    assert (BUNDLE / "models" / "model.pt").is_file(), f"{bundle} ships no models/model.pt"
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json", "--output_dir", str(tmp_path)]
     done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     (out,) = tmp_path.glob("*_denoised.nii.gz")
-    noisy = _load(BUNDLE / "sample_data" / "input" / "abdomen_625um.nii.gz")
-    label = _load(BUNDLE / "sample_data" / "label" / "abdomen_625um.nii.gz")
+    noisy = _load(BUNDLE / "sample_data" / "input" / SAMPLES[bundle])
+    label = _load(BUNDLE / "sample_data" / "label" / SAMPLES[bundle])
     denoised = _load(out)
     assert denoised.shape == noisy.shape
     before, after = _psnr_full_range_hu(noisy, label), _psnr_full_range_hu(denoised, label)
