@@ -172,7 +172,10 @@ class DatasetConfig:
         split = tuple(float(s) for s in self.split)
         if len(split) != 3 or any(not math.isfinite(s) or s < 0 for s in split) or sum(split) <= 0:
             raise ValueError(f"{where}: `split` must be three non-negative proportions, got {self.split!r}.")
-        set_("split", tuple(s / sum(split) for s in split))
+        # Normalise once: re-normalising an already normalised split can change its last bit, and a
+        # config re-read from the manifest must equal the one that wrote it (its fingerprint is compared).
+        total = sum(split)
+        set_("split", split if abs(total - 1.0) < 1e-9 else tuple(s / total for s in split))
         for name, allowed in (("mode", RESAMPLE_MODES), ("backend", BACKENDS), ("forward_model", PROJECTOR_MODELS), ("filter", FILTERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{where}: `{name}` must be one of {allowed}, got {getattr(self, name)!r}.")

@@ -262,3 +262,15 @@ def test_input_i0_range_rejects_bad_ranges(capsys):
         DatasetConfig(input_i0_range=(1e5, 1e3))
     with pytest.raises(ValueError, match="either `input_i0` or `input_i0_range`"):
         DatasetConfig(input_i0=1e4, input_i0_range=(1e3, 1e5))
+
+
+@pytest.mark.parametrize("split", [(8, 2, 2), (80, 10, 10), (0.7, 0.2, 0.1), (1, 1, 1)])
+def test_split_normalisation_is_idempotent(split):
+    """A config rebuilt from its own saved split equals it bit for bit (the resume fingerprint compares them)."""
+    from ldct_sim.dataset import DatasetConfig
+
+    first = DatasetConfig(resolutions=(625.0,), split=split)
+    again = DatasetConfig(resolutions=(625.0,), split=tuple(first.split))
+    assert again.split == first.split
+    assert abs(sum(first.split) - 1.0) < 1e-12
+    assert first.split[0] / first.split[1] == pytest.approx(split[0] / split[1])
