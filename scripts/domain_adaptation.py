@@ -111,7 +111,8 @@ def _train_overrides(args, direction: str, method: str, data_dir: Path, run_dir:
 def stage_data(args, results: Path) -> Stage:
     data_dir = results / "data"
     stage = Stage(results, "data")
-    if stage.done({"sizes": [args.n_pixels, args.n_views, args.n_train, args.n_validation, args.n_test, args.seed]}):
+    settings = {"sizes": [args.n_pixels, args.n_views, args.n_train, args.n_validation, args.n_test, args.seed]}
+    if stage.done(settings):
         return stage
     cmd = ["-m", "scripts.domains", "--output_dir", str(data_dir), "--n_pixels", str(args.n_pixels),
            "--n_train", str(args.n_train), "--n_validation", str(args.n_validation), "--n_test", str(args.n_test),
@@ -124,7 +125,7 @@ def stage_data(args, results: Path) -> Stage:
         dl = json.loads((data_dir / f"datalist_{direction}.json").read_text())
         atomic_write_text(data_dir / f"unet_{direction}.json",
                           json.dumps({"training": dl["source"], "validation": dl["validation"]}, indent=1))
-    stage.finish()
+    stage.finish(settings)
     return stage
 
 
