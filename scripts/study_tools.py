@@ -1,6 +1,7 @@
 """Plumbing shared by the study runners (``resolution_transfer.py``, ``domain_adaptation.py``).
 
-Study-agnostic: run a bundle command in a subprocess with its output in a log file and its progress
+Study-agnostic, and lighter than ``study_common`` (which ``resolution_transfer.py`` uses and whose file
+writing and provenance these reuse): run a bundle command in a subprocess with its output in a log file and its progress
 (step, ETA) on the console; mark finished work so re-runs skip it; write files atomically; import a
 bundle's ``scripts`` modules by file path (the bundles and this folder all name their package
 ``scripts``); record versions. The bundles hold the training and metric logic; these helpers only
@@ -12,26 +13,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from study_common import study_provenance
+from study_common import write_text as atomic_write_text  # atomic: temporary file, then rename
+
 REPO = Path(__file__).resolve().parents[1]
 
 __all__ = ["REPO", "Stage", "Progress", "atomic_write_text", "run_bundle", "load_bundle_module", "versions"]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 class Stage:
@@ -166,18 +159,5 @@ def load_bundle_module(bundle: str | os.PathLike, module: str):
 
 
 def versions() -> dict:
-    """Python, packages and the git commit of this checkout, for reports."""
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("torch", "monai", "ignite", "numpy", "astra"):
-        try:
-            out[name] = getattr(__import__(name), "__version__", "?")
-        except Exception:  # noqa: BLE001 - a missing package is reported, not fatal
-            out[name] = "not installed"
-    try:
-        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                           check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
-        out["git_dirty"] = bool(dirty.strip())
-    except (OSError, subprocess.CalledProcessError):
-        out["git_commit"] = "unknown"
-    return out
+    """Git commit, package versions, Python and platform (``study_common.study_provenance``), for reports."""
+    return study_provenance()

@@ -46,7 +46,8 @@ def test_report_embeds_figures_and_settings(smoke_run):
         figure = smoke_run / "figures" / f"examples_{direction}.png"
         assert figure.stat().st_size > 5000
         assert f"(figures/{figure.name})" in report
-    assert "git_commit" in report and '"preset": "smoke"' in report
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert commit and commit in report and '"preset": "smoke"' in report  # the code version that made it
     assert "34.21±0.81" in report  # the seed's numbers beside ours
     # every training command is in a log, so each number can be reproduced by hand
     log = (smoke_run / "logs" / "train" / "s2r_adaptive.log").read_text()
