@@ -31,37 +31,17 @@ Exit status 0 when the export loads in onnxruntime and matches PyTorch on every 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from verify_bundles import bundle_scripts_on_path  # noqa: E402  (both bundles name their package `scripts`)
+
 RTOL = 1e-4
 
 __all__ = ["export_onnx", "check_onnx", "dynamic_axes", "main"]
-
-
-@contextlib.contextmanager
-def _bundle_scripts_on_path(bundle: Path):
-    """Make ``bundle``'s ``scripts`` package the one ``import scripts`` finds, for the duration.
-
-    (The same small helper as in ``verify_bundles.py``, kept here so that this script stands alone.)
-    """
-    saved = {n: m for n, m in sys.modules.items() if n == "scripts" or n.startswith("scripts.")}
-    for n in saved:
-        del sys.modules[n]
-    sys.path.insert(0, str(bundle))
-    importlib.invalidate_caches()
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(str(bundle))
-        for n in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
-            del sys.modules[n]
-        sys.modules.update(saved)
 
 
 def dynamic_axes(n_spatial: int) -> dict[str, dict[int, str]]:
@@ -212,7 +192,7 @@ def export_onnx(
     converter_kwargs = {"input_names": ["image"], "output_names": ["pred"], "dynamic_axes": dynamic_axes(n_dims - 2)}
     if opset_version:
         converter_kwargs["opset_version"] = int(opset_version)
-    with _bundle_scripts_on_path(bundle):
+    with bundle_scripts_on_path(bundle):
         net = _torch_network(bundle, config_file, ckpt_file, net_id)
         default_export, default_checks = default_shapes(meta, net)
         input_shape = [int(s) for s in (input_shape or default_export)]

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 import torch
 
 from bundle_loading import bundle_scripts
+from session_cache import once_per_session
 
 REPO = Path(__file__).resolve().parents[1]
 RTOL = 1e-4
@@ -52,22 +51,6 @@ def _torch_net(bundle: str):
     return net
 
 
-def _once_per_session(tmp_path_factory, name: str, make) -> Path:
-    """``make(folder)`` once per test session, also across pytest-xdist workers (shared folder + file lock)."""
-    from filelock import FileLock  # a dependency of torch
-
-    base = tmp_path_factory.getbasetemp()
-    base = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    folder = base / name
-    with FileLock(str(folder) + ".lock"):
-        if not (folder / ".done").is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            make(folder)
-            (folder / ".done").touch()
-    return folder
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """``bundle -> (report, onnx path)``: each bundle exported once per session (and once across workers)."""
@@ -78,7 +61,7 @@ def exported(tmp_path_factory):
 
     def get(bundle):
         _weights(bundle)
-        folder = _once_per_session(tmp_path_factory, f"onnx_{bundle}", lambda f: make(bundle, f))
+        folder = once_per_session(tmp_path_factory, f"onnx_{bundle}", lambda f: make(bundle, f))
         return json.loads((folder / "report.json").read_text()), folder / f"{bundle}.onnx"
 
     return get

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from bundle_loading import bundle_scripts
+from session_cache import once_per_session
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = ("cpce_rfm_da", "unet_ldct")
@@ -54,22 +55,6 @@ def schema(request):
     return path
 
 
-def _once_per_session(tmp_path_factory, name: str, make) -> Path:
-    """``make(folder)`` once per test session, also across pytest-xdist workers (shared folder + file lock)."""
-    from filelock import FileLock  # a dependency of torch
-
-    base = tmp_path_factory.getbasetemp()
-    base = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    folder = base / name
-    with FileLock(str(folder) + ".lock"):
-        if not (folder / ".done").is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            make(folder)
-            (folder / ".done").touch()
-    return folder
-
-
 def _run_verifiers(root: Path, schema: str | None) -> None:
     """``python scripts/verify_bundles.py <bundle> --json ...`` for each bundle, side by side."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
@@ -88,7 +73,7 @@ def _run_verifiers(root: Path, schema: str | None) -> None:
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory, schema):
     """``{bundle: (exit status, stdout, {check: result}, workdir)}`` of one verifier run per bundle."""
-    root = _once_per_session(tmp_path_factory, "zoo_reports", lambda folder: _run_verifiers(folder, schema))
+    root = once_per_session(tmp_path_factory, "zoo_reports", lambda folder: _run_verifiers(folder, schema))
     out = {}
     for b in BUNDLES:
         run = json.loads((root / f"{b}.out").read_text())
