@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
 import json
 import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from verify_bundles import file_md5  # noqa: E402  (one md5 helper for the zoo scripts)
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_SIZE_MB = 25.0  # the model zoo's limit for files committed in a bundle
@@ -59,14 +61,6 @@ class BundlePackage:
     files: list[str] = field(default_factory=list)
     large_files: list[dict] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _excluded(rel: Path) -> bool:
@@ -158,7 +152,7 @@ def package_bundle(
         {
             "path": rel.as_posix(),
             "url": (url_base.rstrip("/") + "/" + rel.as_posix()) if url_base else URL_PLACEHOLDER,
-            "hash_val": _md5(bundle / rel),
+            "hash_val": file_md5(bundle / rel),
             "hash_type": "md5",
         }
         for rel in large

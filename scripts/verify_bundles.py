@@ -77,6 +77,7 @@ __all__ = [
     "Result",
     "Skipped",
     "bundle_scripts_on_path",
+    "file_md5",
     "find_bundles",
     "make_tiny_dataset",
     "resolve_schema",
@@ -146,7 +147,7 @@ def resolve_schema(schema: str | None, download: bool = False) -> Path | None:
     )
 
 
-def _md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
