@@ -162,12 +162,13 @@ def test_slice_inferer_runs_volumes_slice_by_slice_and_keeps_metadata():
         S.inferers.SliceInferer2D(0)
 
 
-def test_unit_check_warns_on_the_wrong_unit():
+def test_unit_check_refuses_the_wrong_unit():
     check_mu = S.transforms.CheckIntensityUnitd("image", unit="mu")
-    with pytest.warns(UserWarning, match="look like Hounsfield units.*--input_unit hu"):
+    with pytest.raises(ValueError, match="look like Hounsfield units.*--input_unit hu"):
         check_mu({"image": torch.full((1, 8, 8), 40.0)})
-    with pytest.warns(UserWarning, match="look like attenuation.*--input_unit mu"):
+    with pytest.raises(ValueError, match="look like attenuation.*--input_unit mu"):
         S.transforms.CheckIntensityUnitd("image", unit="hu")({"image": torch.full((1, 8, 8), 0.2)})
+    S.transforms.CheckIntensityUnitd("image", unit="mu", check_unit="false")({"image": torch.full((1, 8, 8), 40.0)})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_mu({"image": torch.full((1, 8, 8), 0.2)})

@@ -13,7 +13,6 @@ import glob
 import json
 import os
 import re
-import warnings
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -23,6 +22,7 @@ from monai.data import CacheDataset, Dataset
 from monai.transforms import MapTransform, Randomizable
 
 from . import dicom_series
+from .input_checks import CheckIntensityUnitd
 
 __all__ = [
     "CheckIntensityUnitd",
@@ -176,49 +176,6 @@ def find_latest_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = "checkpoin
         if m and int(m.group(1)) > best_n:
             best, best_n = path, int(m.group(1))
     return best
-
-
-class CheckIntensityUnitd(MapTransform):
-    """Warn when an image's values do not look like the declared unit; data pass through unchanged.
-
-    Attenuation images (cm⁻¹) stay within about [-0.1, 5] (air 0, water 0.21, dense bone below 1), HU
-    images span hundreds to thousands. ``"mu"`` with a 99th percentile above 10, or ``"hu"`` with every
-    value in [-1, 10], gives a ``UserWarning`` saying which ``--input_unit`` to pass.
-
-    Args:
-        keys: image keys.
-        unit: declared unit, ``"mu"`` or ``"hu"``.
-        allow_missing_keys: skip missing keys.
-    """
-
-    def __init__(self, keys: KeysCollection, unit: str = "mu", allow_missing_keys: bool = False):
-        if str(unit).lower() not in ("mu", "hu"):
-            raise ValueError(f"CheckIntensityUnitd: `unit` must be either 'mu' or 'hu', got {unit!r}.")
-        super().__init__(keys, allow_missing_keys)
-        self.unit = str(unit).lower()
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            values = torch.as_tensor(d[key]).detach().float().flatten()
-            if values.numel() == 0:
-                continue
-            values = values[:: values.numel() // 100_000 + 1]
-            name = getattr(d[key], "meta", {}).get("filename_or_obj", key)
-            low, high = float(values.min()), float(torch.quantile(values, 0.99))
-            if self.unit == "mu" and high > 10.0:
-                warnings.warn(
-                    f"{name}: values up to {high:.0f} look like Hounsfield units, but the unit is 'mu' "
-                    "(cm^-1); pass --input_unit hu (or --target_unit hu for a target folder).",
-                    stacklevel=2,
-                )
-            elif self.unit == "hu" and low > -1.0 and high < 10.0:
-                warnings.warn(
-                    f"{name}: values within [{low:.3g}, {high:.3g}] look like attenuation in cm^-1, but the unit "
-                    "is 'hu'; pass --input_unit mu.",
-                    stacklevel=2,
-                )
-        return d
 
 
 class SelectSliced(Randomizable, MapTransform):

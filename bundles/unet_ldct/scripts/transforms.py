@@ -1,67 +1,20 @@
-"""Dictionary transforms used by the configs: a unit sanity check and a reference model's prediction."""
+"""Dictionary transforms used by the configs: a unit and value check (from ``input_checks``) and a
+reference model's prediction."""
 
 from __future__ import annotations
 
 import logging
-import warnings
 
 import torch
 from monai.config import KeysCollection
 from monai.inferers import Inferer, SimpleInferer
 from monai.transforms import MapTransform
 
-from .utils import UNITS
+from .input_checks import CheckIntensityUnitd, load_weights
 
 __all__ = ["CheckIntensityUnitd", "PredictReferenced"]
 
 logger = logging.getLogger(__name__)
-
-
-class CheckIntensityUnitd(MapTransform):
-    """Warn when an image's values do not look like the declared unit.
-
-    Attenuation images in cm⁻¹ lie within about [-0.1, 5] (air 0, water 0.21, bone < 1); HU images
-    span hundreds to thousands. A 99th percentile above 10 in ``"mu"`` mode, or a whole image within
-    [-1, 10] in ``"hu"`` mode, gives a ``UserWarning`` with the fix. Data pass through unchanged.
-
-    Args:
-        keys: keys of the images to check.
-        unit: the declared unit, ``"mu"`` or ``"hu"``.
-        allow_missing_keys: don't raise for missing keys.
-
-    Raises:
-        ValueError: an unknown unit.
-    """
-
-    def __init__(self, keys: KeysCollection, unit: str = "mu", allow_missing_keys: bool = False) -> None:
-        if not isinstance(unit, str) or unit.lower() not in UNITS:
-            raise ValueError(f"CheckIntensityUnitd: `unit` must be one of {UNITS}, got {unit!r}.")
-        super().__init__(keys, allow_missing_keys)
-        self.unit = unit.lower()
-
-    def __call__(self, data):
-        d = dict(data)
-        for key in self.key_iterator(d):
-            img = torch.as_tensor(d[key]).detach().float().flatten()
-            name = getattr(d[key], "meta", {}).get("filename_or_obj", key)
-            if img.numel() == 0:
-                continue
-            if img.numel() > 1_000_000:
-                img = img[:: img.numel() // 1_000_000 + 1]
-            hi, lo = float(torch.quantile(img, 0.99)), float(img.min())
-            if self.unit == "mu" and hi > 10.0:
-                warnings.warn(
-                    f"{name}: values up to {hi:.0f} look like Hounsfield units, but the input unit is 'mu' "
-                    "(attenuation in cm^-1); pass --input_unit hu.",
-                    stacklevel=2,
-                )
-            elif self.unit == "hu" and lo > -1.0 and hi < 10.0:
-                warnings.warn(
-                    f"{name}: values within [{lo:.3g}, {hi:.3g}] look like attenuation in cm^-1, but the input unit "
-                    "is 'hu'; pass --input_unit mu.",
-                    stacklevel=2,
-                )
-        return d
 
 
 class PredictReferenced(MapTransform):
@@ -101,9 +54,7 @@ class PredictReferenced(MapTransform):
         self.output_key = output_key
         self.inferer = inferer or SimpleInferer()
         if checkpoint is not None:
-            state = torch.load(checkpoint, map_location=map_location, weights_only=True)
-            if "model" in state and isinstance(state["model"], dict):
-                state = state["model"]
+            state = load_weights(checkpoint, network, "reference U-Net weights", map_location=map_location)
             network.load_state_dict(state)
             network.eval()
             logger.info(f"PredictReferenced: reference network loaded from {checkpoint}.")
