@@ -6,17 +6,33 @@ scanner systems of Zhang et al. (QIMS 2024) as presets, MONAI transforms and a d
 """
 
 from .attenuation import hu_to_mu, material_mu, mu_to_hu, mu_water
-from .fbp import FILTERS, fbp
+from .fbp import FILTERS, ApodizedRamp, fbp
 from .dataset import DatasetConfig, build_dataset
-from .geometry import DEFAULT_N_VIEWS, PAPER_PRESETS, FanBeamGeometry, ScannerPreset, get_preset
+from .geometry import (
+    CLINICAL_PRESETS,
+    DEFAULT_N_VIEWS,
+    PAPER_PRESETS,
+    ClinicalPreset,
+    FanBeamGeometry,
+    ScannerPreset,
+    get_clinical_preset,
+    get_preset,
+)
 from .io import CTReadError, find_ct, iter_ct_slices
+from .profile import ScannerProfile, load_profile
 from .projectors import BACKENDS, available_backends, get_projector
 from .simulate import LowDoseSimulator, forward_project, simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApodizedRamp",
     "BACKENDS",
+    "CLINICAL_PRESETS",
+    "ClinicalPreset",
+    "ScannerProfile",
+    "get_clinical_preset",
+    "load_profile",
     "CTReadError",
     "DatasetConfig",
     "DEFAULT_N_VIEWS",

@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FanBeamGeometry", "ScannerPreset", "PAPER_PRESETS", "DEFAULT_N_VIEWS", "get_preset"]
+__all__ = [
+    "FanBeamGeometry",
+    "ScannerPreset",
+    "PAPER_PRESETS",
+    "DEFAULT_N_VIEWS",
+    "get_preset",
+    "ClinicalPreset",
+    "CLINICAL_PRESETS",
+    "get_clinical_preset",
+]
 
 #: Default number of views over 360°. Angular sampling of an N×N image needs about π/2·N views
 #: (804 for N = 512); 720 (0.5° steps, a common bench-top choice) keeps view aliasing outside the
@@ -282,3 +291,100 @@ def get_preset(resolution_um) -> ScannerPreset:
     raise ValueError(
         f"Unknown preset {resolution_um!r}; expected one of {sorted(PAPER_PRESETS)} (resolution in µm)."
     )
+
+
+@dataclass(frozen=True)
+class ClinicalPreset:
+    """A clinical scanner's fan-beam system, for images at their own pixel size.
+
+    Unlike the study's :class:`ScannerPreset` (a fixed 512² grid per resolution), a clinical preset
+    fixes the hardware (distances, detector pitch, views) and takes the image grid from the input:
+    ``preset.geometry(pixel_size_mm=0.742, n_pixels=512)``.
+
+    The detector is modelled flat (``FanBeamGeometry``'s only kind): a curved detector of angular
+    pitch δ at radius SDD becomes a flat one of pitch ``SDD·δ`` at its centre (the same ray spacing
+    SOD·δ at the rotation axis near the centre, slightly coarser towards the fan's edges).
+
+    Attributes:
+        name: key in :data:`CLINICAL_PRESETS`.
+        sod_mm, sdd_mm: source-to-isocentre and source-to-detector distances, mm.
+        det_pixel_mm: flat-detector sampling pitch at the detector, mm.
+        n_views: views per 360° rotation.
+        kvp: tube voltage, kV (documentation; the simulation is monochromatic).
+        energy_kev: effective energy for HU → μ, keV.
+        scan_fov_mm: diameter of the scanner's measured field of view, mm.
+        description: source of the numbers.
+    """
+
+    name: str
+    sod_mm: float
+    sdd_mm: float
+    det_pixel_mm: float
+    n_views: int
+    kvp: float
+    energy_kev: float
+    scan_fov_mm: float
+    description: str = ""
+
+    def geometry(self, pixel_size_mm: float, n_pixels: int = 512, **changes) -> FanBeamGeometry:
+        """The :class:`FanBeamGeometry` of this scanner for an ``n_pixels²`` image of ``pixel_size_mm`` pixels.
+
+        The detector spans the circle through the image corners (the geometry's default ``n_det``), which
+        for a 380 mm image (537 mm corner circle) is a little wider than the scanner's own fan: the corners
+        of a square image lie outside a real scanner's measured field of view. Other fields can be changed
+        with keyword arguments (``n_views=...``).
+
+        Raises:
+            ValueError: a bad size (from :class:`FanBeamGeometry`).
+        """
+        fields = dict(pixel_size_mm=pixel_size_mm, n_pixels=n_pixels, sod_mm=self.sod_mm, sdd_mm=self.sdd_mm,
+                      det_pixel_mm=self.det_pixel_mm, n_views=self.n_views)
+        fields.update(changes)
+        return FanBeamGeometry(**fields)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Siemens SOMATOM Definition AS(+), the scanner of the AAPM–Mayo Low Dose CT Grand Challenge:
+# * SOD 595 mm, SDD 1085.6 mm, 100 kVp: DICOM headers of the challenge's images.
+# * 736 detector channels at an angular pitch of 0.0011844 rad (1.2858 mm at SDD 1085.6 mm, 0.705 mm at
+#   the rotation axis) and 1152 projections per rotation: FreeCT_wFBP's scanner file
+#   (github.com/FreeCT/FreeCT, applications/fct_wfbp/resources/scanners/definitionas.scanner; Hoffman et
+#   al., "FreeCT_wFBP: a robust, efficient, open-source implementation of weighted filtered
+#   backprojection for helical, fan-beam CT", Med Phys 43(3), 2016). The fan of 736 × 0.0011844 rad
+#   (49.9°) covers a 500 mm scan field of view.
+# * The in-plane flying focal spot, which interleaves two focal positions to double the ray density,
+#   is not modelled: the simulated noise texture is matched to real images by the fitted kernel instead
+#   (see ldct_sim.calibrate), which absorbs the difference.
+# * Effective energy 60 keV: spekpy 2.5.4 spectra at 100 kVp (7° anode, 3.5 mm Al, with or without
+#   0.9 mm Ti) give water's spectrum-weighted attenuation equal to its value at 57–68 keV behind
+#   10–30 cm of water (an abdomen); 60 keV is also the study presets' energy. Beam hardening is not
+#   simulated, and the fitted I0 absorbs the choice.
+CLINICAL_PRESETS: dict[str, ClinicalPreset] = {
+    "definition_as": ClinicalPreset(
+        name="definition_as",
+        sod_mm=595.0,
+        sdd_mm=1085.6,
+        det_pixel_mm=round(1085.6 * 0.0011844, 4),  # 1.2858 mm
+        n_views=1152,
+        kvp=100.0,
+        energy_kev=60.0,
+        scan_fov_mm=500.0,
+        description="Siemens SOMATOM Definition AS+ (AAPM-Mayo LDCT Grand Challenge): DICOM headers; "
+        "736 channels x 0.0011844 rad and 1152 views per rotation from FreeCT_wFBP (Hoffman et al., Med Phys 2016); "
+        "flat-detector approximation, no flying focal spot.",
+    ),
+}
+
+
+def get_clinical_preset(name: str) -> ClinicalPreset:
+    """Look up a :data:`CLINICAL_PRESETS` entry by name (``"definition_as"``; case and ``-``/``_`` ignored).
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
+    if key not in CLINICAL_PRESETS:
+        raise ValueError(f"Unknown clinical preset {name!r}; expected one of {sorted(CLINICAL_PRESETS)}.")
+    return CLINICAL_PRESETS[key]

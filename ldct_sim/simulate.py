@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .fbp import FILTERS, fbp
+from .fbp import ApodizedRamp, check_filter, fbp, filter_to_json
 from .geometry import FanBeamGeometry
 from .noise import MIN_COUNT, check_i0, make_generator, transmission_noise
 from .projectors import PROJECTOR_MODELS, check_backend, get_projector
@@ -67,7 +67,8 @@ class LowDoseSimulator:
         geometry: the fan-beam scan.
         backend: ``"astra"`` (default), ``"torch"`` or ``"tomosipo"``; see :mod:`ldct_sim.projectors`.
         forward_model: ``"strip"`` (default, no inverse crime) or ``"line"``.
-        filter: FBP filter, one of :data:`ldct_sim.fbp.FILTERS`. Default ``"ram-lak"`` (the study's ramp).
+        filter: FBP filter, one of :data:`ldct_sim.fbp.FILTERS` or an :class:`~ldct_sim.fbp.ApodizedRamp`
+            kernel. Default ``"ram-lak"`` (the study's ramp).
         electronic_noise_std: Gaussian electronic noise in photons. Default 0.
         min_count: floor on counts before the log, in photons. Default 1.
         device: torch device for the FBP (and the torch projector); default CPU, or the input's device.
@@ -82,7 +83,7 @@ class LowDoseSimulator:
         geometry: FanBeamGeometry,
         backend: str = "astra",
         forward_model: str = DEFAULT_FORWARD_MODEL,
-        filter: str = "ram-lak",  # noqa: A002
+        filter: str | ApodizedRamp = "ram-lak",  # noqa: A002
         electronic_noise_std: float = 0.0,
         min_count: float = MIN_COUNT,
         device: str | torch.device | None = None,
@@ -92,8 +93,7 @@ class LowDoseSimulator:
         check_backend(backend)
         if forward_model not in PROJECTOR_MODELS:
             raise ValueError(f"Unknown forward_model {forward_model!r}; expected one of {PROJECTOR_MODELS}.")
-        if filter not in FILTERS:
-            raise ValueError(f"Unknown filter {filter!r}; expected one of {FILTERS}.")
+        filter = check_filter(filter)  # noqa: A001 - a name in FILTERS or an ApodizedRamp kernel
         if not np.isfinite(electronic_noise_std) or electronic_noise_std < 0:
             raise ValueError(f"LowDoseSimulator: `electronic_noise_std` must be >= 0 photons, got {electronic_noise_std!r}.")
         self.geometry = geometry
@@ -111,7 +111,7 @@ class LowDoseSimulator:
             "geometry": self.geometry.to_dict(),
             "backend": self.backend,
             "forward_model": self.forward_model,
-            "filter": self.filter,
+            "filter": filter_to_json(self.filter),
             "electronic_noise_std": self.electronic_noise_std,
             "min_count": self.min_count,
         }

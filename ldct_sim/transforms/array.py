@@ -33,6 +33,7 @@ from monai.transforms import Randomizable, RandomizableTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 from ..attenuation import hu_to_mu, mu_to_hu, mu_water
+from ..fbp import filter_label
 from ..geometry import FanBeamGeometry
 from ..simulate import DEFAULT_FORWARD_MODEL, LowDoseSimulator
 
@@ -196,7 +197,7 @@ def simulation_meta(simulator: LowDoseSimulator, i0: float | None, seed: int | N
         "geometry": g.to_dict(),
         "backend": simulator.backend,
         "forward_model": simulator.forward_model,
-        "filter": simulator.filter,
+        "filter": filter_label(simulator.filter),
         "electronic_noise_std": simulator.electronic_noise_std,
     }
 
