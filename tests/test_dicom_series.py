@@ -7,6 +7,7 @@ written with pydicom; pydicom's own ``CT_small.dcm`` is read too.
 
 import filecmp
 import json
+import logging
 import os
 import re
 import subprocess
@@ -214,14 +215,36 @@ def _mixed(p):
     write_series(p, n=3, seed=1, series_number=4, z0=-19.0, name="other")
 
 
+def truncate(path, n_bytes=1000):
+    """Cut the last ``n_bytes`` off a file, as an interrupted copy does."""
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[:-n_bytes])
+
+
+def _short_pixel_data(p):
+    """A well-formed file whose PixelData element is shorter than Rows x Columns x 2 bytes."""
+    write_series(p, n=2)
+    f = sorted(p.iterdir())[1]
+    ds = pydicom.dcmread(f)
+    ds.PixelData = ds.PixelData[: N * N]  # half the slice
+    ds.save_as(f, enforce_file_format=True)
+
+
+def _other_size(p):
+    write_series(p, n=2)
+    uid = pydicom.dcmread(next(p.glob("*.dcm"))).SeriesInstanceUID
+    write_series(p, n=1, size=N // 2, z0=-15.0, series_uid=uid, name="small")
+
+
 BAD = {
-    "two series in one folder": (_mixed, [r"holds 2 DICOM series; pass one series folder", "SeriesNumber 3", "SeriesNumber 4"]),
-    "missing slices": (lambda p: write_series(p, n=6, skip=(2, 3)),
-                       [r"2 missing slice\(s\)", r"2\.5 mm apart", "-15.000, -12.500 mm"]),
-    "uneven spacing": (lambda p: write_series(p, n=4, positions=[0.0, 2.5, 5.0, 8.5]),
-                       ["inconsistent slice spacing", r"gaps of 3\.5 mm after 5\.000 mm"]),
+    "truncated file": (lambda p: (write_series(p, n=3), truncate(p / "slice001.dcm")),
+                       [r"slice001\.dcm: truncated", r"declares 8192 bytes but the file holds only 7192"]),
+    "short pixel data": (_short_pixel_data, [r"slice001\.dcm: the pixel data are incomplete: 4096 bytes",
+                                             r"Rows 64 × Columns 64 .* need 8192 bytes"]),
     "two slices at one position": (lambda p: write_series(p, n=3, positions=[0.0, 2.5, 2.5]),
                                    [r"two slices at the same position 2\.500 mm"]),
+    "slices of different size": (_other_size, [r"slices of different size \(Rows × Columns\) in one series",
+                                               r"32×32 \(e\.g\. .*small000\.dcm\)", "ambiguous"]),
     "not CT": (lambda p: write_series(p, n=2, modality="MR"), [r"Modality is 'MR'", "denoises CT images only"]),
     "other pixel spacing": (lambda p: (write_series(p, n=2, dz=2.5), write_series(
         p / "x", n=1, z0=-15.0, spacing=(0.8, 0.8), series_uid=pydicom.dcmread(next(p.glob("*.dcm"))).SeriesInstanceUID)),
@@ -269,14 +292,14 @@ def test_writer_refuses_bad_volumes_and_a_crash_leaves_no_half_series(tmp_path, 
     save_as = Dataset.save_as
     monkeypatch.setattr(Dataset, "save_as", crash)
     with pytest.raises(OSError, match="disk full"):
-        D.write_dicom_series(hu + 5, files, tmp_path / "out")  # replacing a finished series
+        D.write_dicom_series(hu + 5, files, tmp_path / "out")  # a second series, beside the finished one
     with pytest.raises(OSError, match="disk full"):
         calls.clear()
         D.write_dicom_series(hu + 5, files, tmp_path / "new")
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before  # old series intact
     assert sorted(os.listdir(tmp_path)) == ["in", "out"]  # no half series, no temporary folders
-    with pytest.raises(FileExistsError):
-        D.write_dicom_series(hu, files, tmp_path / "out", overwrite=False)
+    with pytest.raises(FileExistsError, match="never replaced"):
+        D.write_dicom_series(hu, files, tmp_path / "out", if_exists="error")
 
 
 def test_saver_writes_dicom_sources_back_in_hu_as_nifti_or_dicom(tmp_path):
@@ -313,18 +336,42 @@ def cpce_ckpt(tmp_path_factory):
     return path, net.eval()
 
 
+def _config_margin(bundle):
+    """The edge margin (pixels) the bundle's inference.json gives its slice inferer."""
+    return json.loads((BUNDLES[bundle] / "configs" / "inference.json").read_text())["inferer"].get("margin", 0)
+
+
+def unet_by_hand(hu):
+    """The shipped U-Net on each slice of an HU volume (n, Rows, Columns), through the bundle's own slice
+    inferer (its edge handling), as the U-Net config runs it."""
+    S = bundle_scripts("unet_ldct")
+    net = S.networks.LDCTUNet(pad_mode="reflect").eval()
+    net.load_state_dict(torch.load(BUNDLES["unet_ldct"] / "models" / "model.pt", weights_only=True))
+    with torch.no_grad():  # the network sees mu / mu_water = HU / 1000 + 1, slices as (x, y) images
+        x = torch.from_numpy((hu / 1000 + 1).transpose(0, 2, 1).astype(np.float32))[:, None]
+        y = S.inferers.SliceInferer2D(channels_last=False, margin=_config_margin("unet_ldct"))(x, net)
+        return ((np.asarray(y)[:, 0] - 1) * 1000).transpose(0, 2, 1)
+
+
+def cpce_by_hand(hu, net):
+    """CPCE-2D on each slice of an HU volume through the bundle's slice inferer: HU -> cm^-1 -> [0, 1] over
+    the HU window -> network -> back to HU."""
+    S = bundle_scripts("cpce_rfm_da")
+    lo, hi = S.data.intensity_range([-1024, 3072], "mu", MU_W)
+    with torch.no_grad():
+        x = ((hu / 1000 + 1) * MU_W - lo) / (hi - lo)
+        y = S.inferers.SlicewiseInferer(margin=_config_margin("cpce_rfm_da"))(torch.from_numpy(x.transpose(0, 2, 1).astype(np.float32))[:, None], net)
+        y = np.asarray(y)[:, 0].transpose(0, 2, 1)
+    return ((y * (hi - lo) + lo) / MU_W - 1) * 1000
+
+
 def test_unet_config_reads_dicom_without_input_unit_and_writes_a_denoised_series(tmp_path):
     hu_a, uid_a, study = write_series(tmp_path / "in" / "a", n=4, seed=0)
     write_series(tmp_path / "in" / "b", n=3, seed=1, study_uid=study)
     bundle_cli("unet_ldct", "--dataset_dir", tmp_path / "in", "--output_dir", tmp_path / "out", "--output_format", "dicom")
     assert sorted(os.listdir(tmp_path / "out")) == ["a_denoised", "b_denoised"]
     out, dss = read_hu(tmp_path / "out" / "a_denoised")
-    net = bundle_scripts("unet_ldct").networks.LDCTUNet(pad_mode="reflect").eval()
-    net.load_state_dict(torch.load(BUNDLES["unet_ldct"] / "models" / "model.pt", weights_only=True))
-    with torch.no_grad():  # the network sees mu / mu_water = HU / 1000 + 1, slices as (x, y) images
-        x = torch.from_numpy((hu_a / 1000 + 1).transpose(0, 2, 1).astype(np.float32))[:, None]
-        expected = ((net(x)[:, 0].numpy() - 1) * 1000).transpose(0, 2, 1)
-    np.testing.assert_allclose(out, expected, atol=float(dss[0].RescaleSlope) / 2 + 0.05)
+    np.testing.assert_allclose(out, unet_by_hand(hu_a), atol=float(dss[0].RescaleSlope) / 2 + 0.05)
     disc = (slice(None), slice(24, 40), slice(16, 30))  # uniform water, away from the insert
     assert out[disc].std() < 0.5 * hu_a[disc].std()  # shipped weights: about 50 -> 14 HU
     assert abs(out[disc].mean()) < 15 and abs(out[:, :4, :4].mean() + 1000) < 30
@@ -334,29 +381,105 @@ def test_unet_config_reads_dicom_without_input_unit_and_writes_a_denoised_series
 
 
 
-def test_cpce_config_writes_dicom_in_hu_from_a_series_folder(tmp_path, cpce_ckpt):
+def test_cpce_config_finds_series_at_any_depth_and_writes_dicom_in_hu(tmp_path, cpce_ckpt):
+    """A folder two levels down holding two series (3 slices, and 1 slice) gives two outputs."""
     ckpt, net = cpce_ckpt
-    hu, uid, _ = write_series(tmp_path / "series", n=3)
-    bundle_cli("cpce_rfm_da", "--dataset_dir", tmp_path / "series", "--output_dir", tmp_path / "out",
+    study = tmp_path / "root" / "deep" / "study"
+    hu3, uid3, _ = write_series(study, n=3)
+    hu4, uid4, _ = write_series(study, n=1, seed=1, series_number=4, name="one")
+    bundle_cli("cpce_rfm_da", "--dataset_dir", tmp_path / "root", "--output_dir", tmp_path / "out",
                "--output_format", "dicom", "--ckpt_path", ckpt)
-    out, dss = read_hu(tmp_path / "out" / "series_denoised")
-    lo, hi = bundle_scripts("cpce_rfm_da").data.intensity_range([-1024, 3072], "mu", MU_W)
-    with torch.no_grad():  # HU -> cm^-1 -> [0, 1] over the HU window -> network -> back to HU
-        x = ((hu / 1000 + 1) * MU_W - lo) / (hi - lo)
-        y = net(torch.from_numpy(x.transpose(0, 2, 1).astype(np.float32))[:, None])[:, 0].numpy().transpose(0, 2, 1)
-        expected = ((y * (hi - lo) + lo) / MU_W - 1) * 1000
-    np.testing.assert_allclose(out, expected, atol=float(dss[0].RescaleSlope) / 2 + 0.05)
-    src = sorted((tmp_path / "series").iterdir())
-    for d, s in zip(dss, map(pydicom.dcmread, src)):
-        assert d.ImagePositionPatient == s.ImagePositionPatient and d.SeriesInstanceUID != uid
-    assert dss[0].SeriesDescription.startswith("Denoised by cpce_rfm_da ")
+    assert sorted(os.listdir(tmp_path / "out")) == ["study_series3_denoised", "study_series4_denoised"]
+    for hu, uid, folder, prefix in ((hu3, uid3, "study_series3_denoised", "slice"), (hu4, uid4, "study_series4_denoised", "one")):
+        out, dss = read_hu(tmp_path / "out" / folder)
+        np.testing.assert_allclose(out, cpce_by_hand(hu, net), atol=float(dss[0].RescaleSlope) / 2 + 0.05)
+        src = sorted(study.glob(f"{prefix}*.dcm"))
+        for d, s in zip(dss, map(pydicom.dcmread, src)):
+            assert d.ImagePositionPatient == s.ImagePositionPatient and d.SeriesInstanceUID != uid
+            assert d.SourceImageSequence[0].ReferencedSOPInstanceUID == s.SOPInstanceUID
+        assert dss[0].SeriesDescription.startswith("Denoised by cpce_rfm_da ")
 
 
-def test_config_stops_on_a_bad_series_before_writing_anything(tmp_path, cpce_ckpt):
+# ---- issue 10: no silent bad output, nothing of the user's touched ------------------------------------------
+def _tree(folder):
+    """{relative path: bytes} of every file under ``folder``."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
+
+
+def test_a_truncated_file_after_a_good_series_stops_the_run_before_anything_is_written(tmp_path, cpce_ckpt):
     write_series(tmp_path / "in" / "a_good", n=3)
-    write_series(tmp_path / "in" / "b_gap", n=5, skip=(2,))
+    write_series(tmp_path / "in" / "b_cut", n=3, seed=1)
+    truncate(tmp_path / "in" / "b_cut" / "slice002.dcm")
     r = bundle_cli("cpce_rfm_da", "--dataset_dir", tmp_path / "in", "--output_dir", tmp_path / "out",
                    "--output_format", "dicom", "--ckpt_path", cpce_ckpt[0], expect_ok=False)
-    assert r.returncode != 0
-    assert "DicomSeriesError" in r.stderr and "1 missing slice(s)" in r.stderr and "-15.000 mm" in r.stderr
+    assert r.returncode != 0 and "DicomSeriesError" in r.stderr
+    bad = str(tmp_path / "in" / "b_cut" / "slice002.dcm")
+    assert f"{bad}: truncated: its PixelData element declares 8192 bytes but the file holds only 7192" in r.stderr
+    assert "less than expected" not in r.stderr  # pydicom's own message, without the file, no longer comes
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")  # not even the good series
+
+
+def test_a_rerun_never_replaces_or_deletes_an_existing_output(tmp_path, caplog):
+    """Policy: an existing output series folder is left exactly as it is; the new series goes beside it."""
+    write_series(tmp_path / "in", n=2)
+    img = D.LoadImageSeriesd("image", unit="hu", ensure_channel_first=True)({"image": str(tmp_path / "in")})["image"]
+    save = D.SaveImageSeriesd("pred", output_format="dicom", unit="hu", output_dir=str(tmp_path / "out"),
+                              output_postfix="denoised")
+    save({"pred": img})
+    (tmp_path / "out" / "in_denoised" / "notes.txt").write_text("the user's notes")
+    before = _tree(tmp_path / "out")
+    with caplog.at_level(logging.WARNING):
+        save({"pred": img})
+    after = _tree(tmp_path / "out")
+    assert {k: after.get(k) for k in before} == before  # nothing changed or deleted, notes.txt included
+    assert sorted(set(after) - set(before)) == ["in_denoised_2/00001.dcm", "in_denoised_2/00002.dcm"]
+    assert (f"{tmp_path / 'out' / 'in_denoised'} already exists and was left as it is (an existing output is never "
+            f"replaced or deleted)") in caplog.text
+    assert f"was written beside it, to {tmp_path / 'out' / 'in_denoised_2'}" in caplog.text
+
+
+def test_gaps_single_slices_and_several_series_in_a_folder_each_get_their_own_output(tmp_path):
+    """The 2-D U-Net denoises slices independently: gaps and uneven spacing are fine with DICOM output;
+    a folder of two series gives two outputs; each output slice keeps its source slice's position."""
+    hu3, *_ = write_series(tmp_path / "in" / "study", n=6, skip=(2, 3))  # series 3: a gap of two slices
+    hu4, *_ = write_series(tmp_path / "in" / "study", n=1, seed=1, series_number=4, name="one")  # one slice
+    hu_u, *_ = write_series(tmp_path / "in" / "uneven", n=4, seed=2, positions=[0.0, 2.5, 5.0, 8.5])
+    items = D.check_inputs(bundle_scripts("unet_ldct").data.list_images(str(tmp_path / "in")), "dicom")
+    assert [i["image"] if isinstance(i["image"], str) else len(i["image"]) for i in items] == [
+        4, 1, str(tmp_path / "in" / "uneven")]  # the two series of study/, by SeriesNumber, as lists of files
+    for folder, patterns in (("uneven", ["uneven slice spacing", r"gaps of 3\.5 mm after 5\.000 mm"]),
+                             ("study", [r"2 missing slice\(s\)", r"-15\.000, -12\.500 mm"])):
+        with pytest.raises(D.DicomSeriesError) as e:  # NIfTI has one slice spacing: refused, with the fix
+            D.check_inputs([{"image": str(tmp_path / "in" / folder)}], "nifti")
+        for pattern in patterns + ["cannot keep these positions; pass --output_format dicom"]:
+            assert re.search(pattern, str(e.value)), (pattern, str(e.value))
+    assert D.check_inputs([{"image": str(tmp_path / "in" / "study" / "one000.dcm")}], "nifti")  # one slice: fine
+    img = D.LoadImageSeriesd("image", unit="hu", ensure_channel_first=True)({"image": items[1]["image"]})["image"]
+    D.SaveImageSeriesd("pred", unit="hu", output_dir=str(tmp_path / "nii"), output_postfix="denoised",
+                       separate_folder=False, resample=False, print_log=False)({"pred": img})
+    assert os.listdir(tmp_path / "nii") == ["study_series4_denoised.nii.gz"]  # NIfTI named after its series too
+    write_series(tmp_path / "same", n=1)
+    write_series(tmp_path / "same", n=1, seed=1, name="other")  # another series, same SeriesNumber 3
+    with pytest.raises(D.DicomSeriesError, match=r"same SeriesNumber, so their outputs would both be named 'same_series3'"):
+        D.check_inputs([{"image": str(tmp_path / "same")}], "dicom")
+
+    bundle_cli("unet_ldct", "--dataset_dir", tmp_path / "in", "--output_dir", tmp_path / "out", "--output_format", "dicom")
+    assert sorted(os.listdir(tmp_path / "out")) == ["study_series3_denoised", "study_series4_denoised", "uneven_denoised"]
+    for folder, hu, src in (("study_series3_denoised", hu3, sorted((tmp_path / "in" / "study").glob("slice*"))),
+                            ("study_series4_denoised", hu4, [tmp_path / "in" / "study" / "one000.dcm"]),
+                            ("uneven_denoised", hu_u, sorted((tmp_path / "in" / "uneven").iterdir()))):
+        out, dss = read_hu(tmp_path / "out" / folder)
+        np.testing.assert_allclose(out, unet_by_hand(hu), atol=float(dss[0].RescaleSlope) / 2 + 0.05)
+        assert [d.ImagePositionPatient for d in dss] == [pydicom.dcmread(f).ImagePositionPatient for f in src]
+
+
+def test_dicom_output_folders_get_the_users_umask(tmp_path):
+    write_series(tmp_path / "in", n=1)
+    files = D.validate_series(tmp_path / "in").files
+    old = os.umask(0o027)
+    try:
+        paths = D.write_dicom_series(np.zeros((1, N, N)), files, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "out").stat().st_mode & 0o777) == oct(0o750)  # mkdtemp alone gives 0o700
+    assert oct(Path(paths[0]).stat().st_mode & 0o777) == oct(0o640)

@@ -3,21 +3,26 @@
 This file is copied byte for byte into every bundle of the repository (each bundle must stand alone in
 the model zoo); a test checks that the copies agree. It needs pydicom, numpy, torch and MONAI only.
 
-* :func:`validate_series` checks a series folder before anything is read or written and raises
-  :class:`DicomSeriesError` (a ``ValueError``) naming the problem: several series in one folder, a
-  modality other than CT, slices of different size, spacing or orientation, missing slices or uneven
-  slice spacing, a transfer syntax that the installed pydicom pixel data handlers cannot decode.
+* :func:`find_series` and :func:`validate_series` check DICOM input from its headers before any pixel
+  is decoded or any output written, and raise :class:`DicomSeriesError` (a ``ValueError``) naming the
+  file and the problem: a modality other than CT, two slices at one position, slices of different size,
+  pixel spacing or orientation within a series, pixel data shorter than the header says (a truncated
+  copy), a transfer syntax that the installed pydicom pixel data handlers cannot decode. The bundles
+  denoise each slice on its own, so single slices, missing slices and uneven spacing are accepted, and
+  a folder holding several series gives one input per series (:func:`check_inputs`).
 * :class:`LoadImageSeriesd` is ``LoadImaged`` for configs: a DICOM series folder (or file) is
   validated, read by MONAI's ``PydicomReader`` (which applies RescaleSlope/RescaleIntercept: HU) and
   converted to the config's unit (HU, or attenuation in cm⁻¹ by μ = (HU/1000 + 1)·μ_water); any other
   path goes to ``LoadImaged`` unchanged. The source files ride along in the MetaTensor's meta.
 * :func:`write_dicom_series` writes a float HU volume as a derived CT series next to its source, and
   :class:`SaveImageSeriesd` is ``SaveImaged`` for configs that writes NIfTI (as ``SaveImaged``) or,
-  with ``output_format="dicom"``, a DICOM series per input.
+  with ``output_format="dicom"``, a DICOM series per input. An existing output folder is never replaced:
+  the series is written beside it under a free name (``<name>_2``, ...), and the log says so.
 
 Why some of this is written by hand: MONAI's readers and MONAI Deploy's loader group or stack whatever a
-folder holds (PydicomReader warns at most, then stacks by InstanceNumber), so a mixed folder or a gap
-would silently give a wrong volume; the checks here run on headers only, before any pixel is decoded.
+folder holds (PydicomReader warns at most, then stacks by InstanceNumber), so a mixed folder would
+silently give a wrong volume and a truncated file fails halfway through a run, after other outputs were
+written; the checks here run on headers only, before any pixel is decoded.
 The writer copies each source slice's header with pydicom rather than using highdicom, whose
 ``highdicom.legacy`` converters make Enhanced (multi-frame) CT objects: single-frame CT Image Storage
 next to the source series is what every viewer and PACS reads.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import copy
 import datetime
 import glob
+import hashlib
 import json
 import logging
 import math
@@ -56,10 +62,12 @@ __all__ = [
     "MU_WATER_60KEV",
     "SOURCE_UNIT_KEY",
     "DICOM_FILES_KEY",
+    "OUTPUT_NAME_KEY",
     "is_dicom_file",
     "dicom_files",
     "is_dicom_input",
     "list_inputs",
+    "find_series",
     "validate_series",
     "check_inputs",
     "sort_by_position",
@@ -78,6 +86,8 @@ MU_WATER_60KEV = 0.2059
 SOURCE_UNIT_KEY = "source_unit"
 #: Meta key holding a JSON list of the source DICOM files, in the order of the volume's last axis.
 DICOM_FILES_KEY = "dicom_files"
+#: Meta key holding the output name of a DICOM input (``<folder>``, ``<folder>_series<N>``, ``<file stem>``).
+OUTPUT_NAME_KEY = "output_name"
 #: Slice gaps may differ from the series' slice spacing by this fraction before they count as uneven.
 SPACING_RTOL = 0.02
 #: Tolerance of PixelSpacing (mm) and direction cosines when comparing slices of one series.
@@ -98,11 +108,20 @@ class SeriesInfo:
 
     Attributes:
         files: paths of the slices, ascending along the slice normal.
-        datasets: their headers (pydicom datasets read without pixel data), same order.
+        datasets: their headers (pydicom datasets without pixel data), same order.
         series_uid: SeriesInstanceUID.
         positions_mm: slice positions along the normal, mm, same order.
-        spacing_mm: distance between neighbouring slices, mm (``None`` for one slice).
+        spacing_mm: distance between the closest neighbouring slices, mm (``None`` for one slice).
         reader_files: the files in the order MONAI's ``PydicomReader`` stacks them (by InstanceNumber).
+        irregular: ``""`` when the slices are evenly spaced (or one slice); else what is uneven (missing
+            slices, uneven gaps), for messages. The bundles denoise slice by slice and accept such series;
+            only a volume format with one slice spacing (NIfTI) cannot hold them.
+        name: the output name of this series: the folder's name for a folder holding one series,
+            ``<folder>_series<SeriesNumber>`` (``<folder>_<8 hex digits of the UID's SHA-1>`` without a
+            SeriesNumber) for one of several series in a folder, the file name without ``.dcm``/``.ima``
+            for a single file.
+        source: the input that reads exactly this series: the folder or file given, or (one of several
+            series in a folder) the list of its files.
     """
 
     files: list[str]
@@ -111,6 +130,9 @@ class SeriesInfo:
     positions_mm: list[float]
     spacing_mm: float | None
     reader_files: list[str] = field(default_factory=list)
+    irregular: str = ""
+    name: str = ""
+    source: str | list[str] = ""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -141,7 +163,10 @@ def dicom_files(folder: str | os.PathLike, recursive: bool = False) -> list[str]
 
 
 def is_dicom_input(path) -> bool:
-    """Whether an inference input is DICOM: a DICOM file, or a folder with DICOM files directly inside."""
+    """Whether an inference input is DICOM: a DICOM file, a folder with DICOM files directly inside, or a
+    non-empty list of DICOM files (one series of a folder holding several, as :func:`check_inputs` makes)."""
+    if isinstance(path, (list, tuple)):
+        return bool(path) and all(isinstance(p, (str, os.PathLike)) and is_dicom_file(p) for p in path)
     if not isinstance(path, (str, os.PathLike)):
         return False
     path = os.fspath(path)
@@ -252,35 +277,105 @@ def _require_pydicom() -> None:
 
 
 def _read_headers(files: Sequence[str]) -> list[tuple[str, object]]:
+    """(path, header) of each DICOM image file; pixel data are not read, only checked to be complete.
+
+    Each file is read with its large values deferred (``defer_size``), so the PixelData element's declared
+    length and file offset are known without reading it; that is compared with the file size and with
+    Rows·Columns·SamplesPerPixel·NumberOfFrames·BitsAllocated/8 (uncompressed data). The PixelData
+    element is then dropped from the returned header.
+    """
     out = []
     for path in files:
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            ds = pydicom.dcmread(path, defer_size=1024, force=True)
         except Exception as e:  # pydicom raises many types for damaged files
             raise DicomSeriesError(f"{path}: cannot be read as DICOM ({type(e).__name__}: {e}).") from e
         if str(ds.get("SOPClassUID", "")) in _IGNORED_SOP_CLASSES:
             continue
+        _check_pixel_data(path, ds)
+        if _PIXEL_DATA in ds:
+            del ds[_PIXEL_DATA]
         out.append((path, ds))
     return out
 
 
-def validate_series(path: str | os.PathLike | Sequence[str], modality: str = "CT", recursive: bool = False) -> SeriesInfo:
-    """Check that ``path`` holds exactly one readable, gap-free single-frame CT series; nothing is decoded.
+_PIXEL_DATA = 0x7FE00010
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _check_pixel_data(path: str, ds) -> None:
+    """Refuse a file whose pixel data are missing or shorter than its header says (e.g. a cut-short copy)."""
+    elem = ds.get_item(_PIXEL_DATA, keep_deferred=True) if _PIXEL_DATA in ds else None
+    if elem is None:
+        raise DicomSeriesError(f"{path}: has no PixelData; it is not an image slice.")
+    length = getattr(elem, "length", None)
+    tell = getattr(elem, "value_tell", None)
+    if length is None:  # read, not deferred (small image)
+        value = elem.value
+        length, tell = (len(value) if value is not None else 0), None
+    if length == _UNDEFINED_LENGTH:
+        return  # encapsulated (compressed) frames: their size is known only by decoding them
+    if tell is not None:
+        available = os.path.getsize(path) - int(tell)
+        if available < length:
+            raise DicomSeriesError(
+                f"{path}: truncated: its PixelData element declares {length} bytes but the file holds only "
+                f"{max(available, 0)} of them (the file was cut short, e.g. an interrupted copy). Copy it again "
+                "from the source."
+            )
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return  # missing geometry is reported by the series checks
+    expected = (rows * cols * samples * frames * bits + 7) // 8
+    if length < expected:
+        raise DicomSeriesError(
+            f"{path}: the pixel data are incomplete: {length} bytes, but Rows {rows} × Columns {cols} × "
+            f"SamplesPerPixel {samples} × {frames} frame(s) at BitsAllocated {bits} need {expected} bytes. "
+            "The file is damaged or was cut short; copy it again from the source."
+        )
+
+
+def _stem(path: str) -> str:
+    """A DICOM file's name without a ``.dcm``/``.dicom``/``.ima`` ending (other dots are kept: UID-named files)."""
+    base = os.path.basename(os.path.normpath(path))
+    for ext in (".dcm", ".dicom", ".ima"):
+        if base.lower().endswith(ext) and len(base) > len(ext):
+            return base[: -len(ext)]
+    return base
+
+
+def _series_tag(ds, series_uid: str) -> str:
+    number = ds.get("SeriesNumber")
+    if number not in (None, ""):
+        try:
+            return f"series{int(number)}"
+        except (TypeError, ValueError):
+            pass
+    return hashlib.sha1(series_uid.encode()).hexdigest()[:8]
+
+
+def find_series(
+    path: str | os.PathLike | Sequence[str], modality: str = "CT", recursive: bool = False
+) -> list[SeriesInfo]:
+    """Every DICOM series in ``path``, each checked as :func:`validate_series` checks one; nothing is decoded.
 
     Args:
-        path: a series folder, one DICOM file, or a list of files.
+        path: a folder, one DICOM file, or a list of files.
         modality: the Modality every slice must have. Default ``"CT"``.
         recursive: also read DICOM files in subfolders of a folder.
 
     Returns:
-        A :class:`SeriesInfo` with the files sorted along the slice normal.
+        One :class:`SeriesInfo` per SeriesInstanceUID, by SeriesNumber (then first file's path). Each has
+        its ``name`` (the folder's name when the folder holds one series, else ``<folder>_series<N>``)
+        and ``source`` (the folder or file when it holds one series, else the list of the series' files).
 
     Raises:
-        DicomSeriesError: no DICOM file; an unreadable file; several SeriesInstanceUIDs (the series found
-            are listed); another modality; multi-frame or colour images; missing geometry attributes;
-            slices of different Rows/Columns/PixelSpacing/ImageOrientationPatient; two slices at one
-            position; missing slices (their positions are named) or uneven spacing; InstanceNumbers out of
-            step with the positions; a transfer syntax the installed decoders cannot read.
+        DicomSeriesError: as :func:`validate_series`, for the first series that fails; also two series
+            of one folder that would get the same output name (same SeriesNumber).
     """
     if isinstance(path, (str, os.PathLike)):
         path = os.fspath(path)
@@ -298,20 +393,78 @@ def validate_series(path: str | os.PathLike | Sequence[str], modality: str = "CT
     headers = _read_headers(files)
     if not headers:
         raise DicomSeriesError(f"{where}: no DICOM image files found (looked for files with the DICM preamble or .dcm).")
-
     groups: dict[str, list] = {}
     for p, ds in headers:
         groups.setdefault(str(ds.get("SeriesInstanceUID", "<no SeriesInstanceUID>")), []).append((p, ds))
-    if len(groups) > 1:
-        lines = [
-            f"  {uid}: {len(items)} file(s), {_describe(items[0][1])}, e.g. {items[0][0]}"
-            for uid, items in sorted(groups.items(), key=lambda kv: kv[1][0][0])
-        ]
+    def series_order(kv):
+        number = kv[1][0][1].get("SeriesNumber")
+        try:
+            return (0, int(number), kv[1][0][0])
+        except (TypeError, ValueError):
+            return (1, 0, kv[1][0][0])
+
+    ordered = sorted(groups.items(), key=series_order)  # by SeriesNumber, then by first file
+    if isinstance(path, str) and os.path.isfile(path):
+        base = _stem(path)
+    else:
+        base = os.path.basename(os.path.normpath(where))
+    several = len(ordered) > 1 or not isinstance(path, str)  # a list of files is one series of a folder
+    infos = []
+    for uid, items in ordered:
+        info = _validate_group(where if len(ordered) == 1 else f"{where} (series {uid})", items, modality)
+        info.name = f"{base}_{_series_tag(info.datasets[0], uid)}" if several else base
+        info.source = [p for p, _ in items] if several else path
+        infos.append(info)
+    names: dict[str, SeriesInfo] = {}
+    for info in infos:
+        if info.name in names:
+            other = names[info.name]
+            raise DicomSeriesError(
+                f"{where}: series {other.series_uid} ({_describe(other.datasets[0])}, e.g. {other.files[0]}) and "
+                f"{info.series_uid} ({_describe(info.datasets[0])}, e.g. {info.files[0]}) have the same "
+                f"SeriesNumber, so their outputs would both be named {info.name!r}. Put them in separate folders."
+            )
+        names[info.name] = info
+    return infos
+
+
+def validate_series(path: str | os.PathLike | Sequence[str], modality: str = "CT", recursive: bool = False) -> SeriesInfo:
+    """Check that ``path`` holds exactly one readable single-frame CT series; nothing is decoded.
+
+    Missing slices and uneven spacing are allowed (the bundles denoise slice by slice); they are
+    described in :attr:`SeriesInfo.irregular`.
+
+    Args:
+        path: a series folder, one DICOM file, or a list of files.
+        modality: the Modality every slice must have. Default ``"CT"``.
+        recursive: also read DICOM files in subfolders of a folder.
+
+    Returns:
+        A :class:`SeriesInfo` with the files sorted along the slice normal.
+
+    Raises:
+        DicomSeriesError: no DICOM file; an unreadable file; pixel data missing or shorter than the header
+            says (a truncated file); several SeriesInstanceUIDs (the series found are listed: read such a
+            folder with :func:`find_series` or :func:`check_inputs`, which give one input per series);
+            another modality; multi-frame or colour images; missing geometry attributes; slices of
+            different Rows/Columns/PixelSpacing/ImageOrientationPatient; two slices at one position;
+            InstanceNumbers out of step with the positions; a transfer syntax the installed decoders
+            cannot read.
+    """
+    infos = find_series(path, modality=modality, recursive=recursive)
+    if len(infos) > 1:
+        lines = [f"  {i.series_uid}: {len(i.files)} file(s), {_describe(i.datasets[0])}, e.g. {i.files[0]}" for i in infos]
         raise DicomSeriesError(
-            f"{where}: holds {len(groups)} DICOM series; pass one series folder (one SeriesInstanceUID per "
-            "folder). Series found:\n" + "\n".join(lines)
+            f"{os.fspath(path) if isinstance(path, (str, os.PathLike)) else 'the given files'}: holds {len(infos)} "
+            "DICOM series where one is expected here (one SeriesInstanceUID); the bundles' inference configs "
+            "give each series its own output. Series found:\n" + "\n".join(lines)
         )
-    (series_uid, items), = groups.items()
+    return infos[0]
+
+
+def _validate_group(where: str, items: list, modality: str) -> SeriesInfo:
+    """Validate the (path, header) pairs of one SeriesInstanceUID; see :func:`validate_series`."""
+    series_uid = str(items[0][1].get("SeriesInstanceUID", "<no SeriesInstanceUID>"))
     files = [p for p, _ in items]
     datasets = [ds for _, ds in items]
     first_path, first = items[0]
@@ -341,9 +494,15 @@ def validate_series(path: str | os.PathLike | Sequence[str], modality: str = "CT
                     f"{p}: has no {kw}; the slice geometry cannot be known, so the series cannot be denoised "
                     "or written back."
                 )
-    rows_cols = sorted({(int(ds.Rows), int(ds.Columns)) for ds in datasets})
-    if len(rows_cols) > 1:
-        raise DicomSeriesError(f"{where}: slices of different size (Rows, Columns) {rows_cols} in one series.")
+    sizes: dict[tuple[int, int], str] = {}
+    for p, ds in items:
+        sizes.setdefault((int(ds.Rows), int(ds.Columns)), p)
+    if len(sizes) > 1:
+        shown = ", ".join(f"{r}×{c} (e.g. {p})" for (r, c), p in sorted(sizes.items()))
+        raise DicomSeriesError(
+            f"{where}: slices of different size (Rows × Columns) in one series: {shown}. Which slices belong "
+            "together is ambiguous; pass slices of one size (one reconstruction) per series."
+        )
     ps0 = np.asarray([float(v) for v in first.PixelSpacing])
     iop0 = np.asarray([float(v) for v in first.ImageOrientationPatient])
     for p, ds in items:
@@ -384,20 +543,21 @@ def validate_series(path: str | os.PathLike | Sequence[str], modality: str = "CT
                 uneven.append(i)
             elif k > 1:
                 missing += [pos[i] + j * spacing for j in range(1, k)]
+        irregular = ""
         if uneven:
             shown = ", ".join(f"{gaps[i]:.4g} mm after {pos[i]:.3f} mm" for i in uneven[:5])
-            raise DicomSeriesError(
-                f"{where}: inconsistent slice spacing along the slice normal: the closest slices are "
-                f"{spacing:.4g} mm apart, but there are gaps of {shown}"
+            irregular = (
+                f"uneven slice spacing: the closest slices are {spacing:.4g} mm apart, but there are gaps of {shown}"
                 + (f" and {len(uneven) - 5} more" if len(uneven) > 5 else "")
-                + ". The bundle needs evenly spaced slices; pass a series from one reconstruction."
             )
-        if missing:
+        elif missing:
             shown = ", ".join(f"{m:.3f}" for m in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-            raise DicomSeriesError(
-                f"{where}: {len(missing)} missing slice(s): slices are {spacing:.4g} mm apart, but none is at "
-                f"{shown} mm along the slice normal (ImagePositionPatient · normal). Copy the whole series."
+            irregular = (
+                f"{len(missing)} missing slice(s): slices are {spacing:.4g} mm apart, but none is at {shown} mm "
+                "along the slice normal (ImagePositionPatient · normal)"
             )
+    else:
+        irregular = ""
 
     numbers = [ds.get("InstanceNumber") for ds in datasets]
     if len(datasets) > 1:
@@ -414,12 +574,23 @@ def validate_series(path: str | os.PathLike | Sequence[str], modality: str = "CT
     else:
         reader_files = list(files)
     _check_transfer_syntax(files, datasets)
-    return SeriesInfo(files, datasets, series_uid, pos.tolist(), spacing, list(reader_files))
+    return SeriesInfo(files, datasets, series_uid, pos.tolist(), spacing, list(reader_files), irregular)
+
+
+def _output_stem(path) -> str:
+    """The name ``SaveImage`` gives a non-DICOM input's output (its file name without extension, ``.gz`` too)."""
+    name = os.path.splitext(os.path.basename(os.path.normpath(os.fspath(path))))[0]
+    return os.path.splitext(name)[0] if os.fspath(path).endswith(".gz") else name
 
 
 def check_inputs(items: Sequence[dict], output_format: str = "nifti", key: str = "image") -> list[dict]:
     """Validate every DICOM input of a datalist before inference starts, so a bad series stops the run
-    before anything is written.
+    before anything is written; a folder holding several series becomes one item per series.
+
+    The bundles denoise each slice on its own, so a single slice, missing slices and uneven spacing are
+    fine with ``output_format="dicom"`` (each output slice keeps its source's position). A NIfTI volume
+    has one slice spacing and cannot keep the positions of unevenly spaced slices, so such a series is
+    refused with ``output_format="nifti"``, with the fix in the message.
 
     Args:
         items: datalist items ``[{key: path}, ...]``.
@@ -427,23 +598,57 @@ def check_inputs(items: Sequence[dict], output_format: str = "nifti", key: str =
         key: the image key.
 
     Returns:
-        ``items`` unchanged.
+        The items, in order; an item whose DICOM folder holds several series is replaced by one copy per
+        series whose ``key`` is the list of that series' files (output name ``<folder>_series<N>``).
 
     Raises:
-        DicomSeriesError: a DICOM input fails :func:`validate_series`.
-        ValueError: an unknown ``output_format``, or a non-DICOM input with ``output_format="dicom"``.
+        DicomSeriesError: a DICOM input fails :func:`find_series`; an unevenly spaced series with NIfTI
+            output; a DICOM input whose output would have the same name as another input's.
+        ValueError: an unknown ``output_format``; a non-DICOM input with ``output_format="dicom"``; two
+            non-DICOM inputs with the same output name (e.g. ``a/x.nii.gz`` and ``b/x.nii.gz``).
     """
     fmt = _check_format(output_format)
+    out: list[dict] = []
+    names: dict[str, str] = {}
     for item in items:
         path = item[key]
         if is_dicom_input(path):
-            validate_series(path)
-        elif fmt == "dicom":
-            raise ValueError(
-                f"{path}: --output_format dicom writes a DICOM series next to a DICOM source (it copies the "
-                "patient, study and geometry from it), but this input is not DICOM; use --output_format nifti."
-            )
-    return list(items)
+            found = find_series(path)
+            if len(found) > 1:
+                logger.info(
+                    f"{path}: {len(found)} DICOM series, each denoised to its own output: "
+                    + ", ".join(f"{i.name} ({_describe(i.datasets[0])}, {len(i.files)} slice(s))" for i in found)
+                )
+            for info in found:
+                if info.irregular and fmt == "nifti":
+                    raise DicomSeriesError(
+                        f"{path}: {info.irregular}. The bundle denoises each slice on its own and accepts this, "
+                        "but a NIfTI volume has one slice spacing and cannot keep these positions; pass "
+                        "--output_format dicom (every output slice keeps its source slice's position)."
+                    )
+                out.append({**item, key: info.source})
+                label = f"{path} ({info.series_uid})" if len(found) > 1 else str(path)
+                if info.name in names:
+                    raise DicomSeriesError(
+                        f"{label} and {names[info.name]} would both be written as {info.name!r}; rename one "
+                        "of them or run them separately."
+                    )
+                names[info.name] = label
+        else:
+            if fmt == "dicom":
+                raise ValueError(
+                    f"{path}: --output_format dicom writes a DICOM series next to a DICOM source (it copies the "
+                    "patient, study and geometry from it), but this input is not DICOM; use --output_format nifti."
+                )
+            out.append(dict(item))
+            stem = _output_stem(path)
+            if stem in names:
+                raise ValueError(
+                    f"{path} and {names[stem]} would both be written as {stem!r}; rename one of them or run "
+                    "them separately."
+                )
+            names[stem] = str(path)
+    return out
 
 
 def _check_format(output_format: str) -> str:
@@ -543,7 +748,7 @@ def write_dicom_series(
     series_number: int | None = None,
     series_instance_uid: str | None = None,
     rescale_slope: float | None = None,
-    overwrite: bool = True,
+    if_exists: str = "beside",
 ) -> list[str]:
     """Write a float HU volume as a derived DICOM series, one file per slice, copying each source slice's header.
 
@@ -554,25 +759,32 @@ def write_dicom_series(
     pointing at its source slice and a new SeriesNumber. Private tags are dropped. Pixels are int16 with
     the RescaleSlope/RescaleIntercept of :func:`choose_rescale` (HU within slope/2), uncompressed
     (Explicit VR Little Endian). The files go to a temporary folder beside ``out_dir`` that is renamed to
-    ``out_dir`` once all are written, so a crash never leaves half a series.
+    ``out_dir`` once all are written, so a crash never leaves half a series; the folder gets the mode the
+    user's umask gives (not ``mkdtemp``'s 0700).
+
+    An existing ``out_dir`` (a previous run's series, or anything else) is never replaced, changed or
+    deleted: with ``if_exists="beside"`` (default) the series goes to the first free ``<out_dir>_2``,
+    ``<out_dir>_3``, ... and a warning names both folders; with ``"error"`` ``FileExistsError`` is raised.
 
     Args:
         volume_hu: array ``(n_slices, Rows, Columns)`` in HU; slice ``i`` belongs to ``references[i]``.
         references: the source slices: pydicom datasets or file paths (pixel data not needed).
-        out_dir: the folder to create (replaced if it exists and ``overwrite``).
+        out_dir: the folder to create; it must not exist (see ``if_exists``).
         series_description: SeriesDescription (LO, cut to 64 characters).
         derivation_description: DerivationDescription; default says from which series and how stored.
         series_number: SeriesNumber; default the source's + 1000.
         series_instance_uid: the new series' UID; default a fresh ``pydicom.uid.generate_uid()``.
         rescale_slope: quantisation step in HU; default chosen by :func:`choose_rescale` (≤ 1 HU).
-        overwrite: replace an existing ``out_dir``; else raise ``FileExistsError``.
+        if_exists: what to do when ``out_dir`` exists: ``"beside"`` (write to a free name beside it) or
+            ``"error"``.
 
     Returns:
-        The written file paths, in slice order.
+        The written file paths, in slice order (their folder is the one actually written).
 
     Raises:
-        ValueError: shape mismatch with the references, non-finite values, or no reference.
-        FileExistsError: ``out_dir`` exists and ``overwrite`` is false.
+        ValueError: shape mismatch with the references, non-finite values, no reference, or an unknown
+            ``if_exists``.
+        FileExistsError: ``out_dir`` exists and ``if_exists="error"``.
     """
     _require_pydicom()
     vol = np.asarray(volume_hu.detach().cpu() if isinstance(volume_hu, torch.Tensor) else volume_hu, dtype=np.float64)
@@ -618,15 +830,18 @@ def write_dicom_series(
     now = datetime.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
 
+    if if_exists not in ("beside", "error"):
+        raise ValueError(f"write_dicom_series: `if_exists` must be 'beside' or 'error', got {if_exists!r}.")
     out_dir = os.path.abspath(os.fspath(out_dir))
-    parent, name = os.path.split(out_dir)
-    if os.path.exists(out_dir) and not overwrite:
-        raise FileExistsError(f"write_dicom_series: {out_dir} exists; pass overwrite=True to replace it.")
-    os.makedirs(parent, exist_ok=True)
+    if os.path.lexists(out_dir) and if_exists == "error":
+        raise FileExistsError(f"write_dicom_series: {out_dir} exists; it is never replaced. Pass another folder.")
+    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
+    parent, name = os.path.split(out_dir)
     tmp = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the series folder gets what os.mkdir would give
     paths = []
     try:
         for i, (src, px) in enumerate(zip(refs, stored)):
@@ -670,18 +885,43 @@ def write_dicom_series(
             path = os.path.join(tmp, f"{i + 1:05d}.dcm")
             ds.save_as(path, enforce_file_format=True)
             paths.append(os.path.join(out_dir, os.path.basename(path)))
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=parent)
-            os.rename(out_dir, os.path.join(old, name))
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
+        target = _free_name(out_dir)
+        os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info(f"write_dicom_series: {len(paths)} slice(s) of series {series_uid} written to {out_dir}.")
+    if target != out_dir:
+        paths = [os.path.join(target, os.path.basename(p)) for p in paths]
+        logger.warning(
+            f"write_dicom_series: {out_dir} already exists and was left as it is (an existing output is never "
+            f"replaced or deleted); series {series_uid} was written beside it, to {target}."
+        )
+    logger.info(f"write_dicom_series: {len(paths)} slice(s) of series {series_uid} written to {target}.")
     return paths
+
+
+def _umask() -> int:
+    """The process's umask (read from /proc on Linux; elsewhere set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _free_name(path: str) -> str:
+    """``path`` if nothing exists there, else the first free ``<path>_2``, ``<path>_3``, ..."""
+    if not os.path.lexists(path):
+        return path
+    k = 2
+    while os.path.lexists(f"{path}_{k}"):
+        k += 1
+    return f"{path}_{k}"
 
 
 def bundle_descriptions(bundle_root: str | os.PathLike, bundle_id: str) -> tuple[str, str]:
@@ -734,9 +974,15 @@ class LoadImageSeriesd(LoadImaged):
         self.mu_water = float(mu_water)
         self.ensure_channel_first = bool(kwargs.get("ensure_channel_first", False))
 
-    def load_dicom(self, path: str | os.PathLike) -> MetaTensor:
-        """Validate and read one DICOM series (folder) or file; returns a MetaTensor in ``self.unit``."""
+    def load_dicom(self, path: str | os.PathLike | Sequence[str]) -> MetaTensor:
+        """Validate and read one DICOM series: a folder, a file, or a list of files of one folder (one of the
+        series of a folder holding several); returns a MetaTensor in ``self.unit``."""
         info = validate_series(path)
+        if isinstance(path, (list, tuple)):
+            folders = {os.path.dirname(os.path.abspath(os.fspath(f))) for f in path}
+            if len(folders) != 1:
+                raise DicomSeriesError(f"LoadImageSeriesd: the files of one input must lie in one folder, got {sorted(folders)}.")
+            path = folders.pop()
         path = os.fspath(path)
         if os.path.isdir(path):
             # PydicomReader reads every file of a folder; restrict it to the validated ones by exact name.
@@ -744,11 +990,17 @@ class LoadImageSeriesd(LoadImaged):
             reader = PydicomReader(fname_regex=f"^(?:{names})$", force=True)
         else:
             reader = PydicomReader(force=True)
+        if info.irregular:
+            logger.warning(
+                f"{path}: {info.irregular}; each slice is denoised on its own, but the volume's slice spacing "
+                "is nominal (only a DICOM output keeps every slice's position)."
+            )
         loader = LoadImage(reader=reader, image_only=True, dtype=np.float32, ensure_channel_first=self.ensure_channel_first)
         img = loader(path)
         img = _convert(img, "hu", self.unit, self.mu_water)
         img.meta[SOURCE_UNIT_KEY] = "hu"
         img.meta[DICOM_FILES_KEY] = json.dumps([os.path.abspath(f) for f in info.reader_files])
+        img.meta[OUTPUT_NAME_KEY] = info.name
         return img
 
     def __call__(self, data, reader=None):
@@ -779,9 +1031,12 @@ class SaveImageSeriesd(SaveImaged):
     """``SaveImaged`` that writes each image in its source's unit, as NIfTI or, for DICOM sources, as DICOM.
 
     Inputs read from DICOM by :class:`LoadImageSeriesd` are written back in HU whatever the config's
-    unit. ``output_format="nifti"`` (default) saves through ``SaveImaged`` (the keyword arguments apply).
-    ``output_format="dicom"`` writes a derived series (:func:`write_dicom_series`) per image to
-    ``<output_dir>/<source folder or file name>_<output_postfix>/``, one file per source slice.
+    unit. ``output_format="nifti"`` (default) saves through ``SaveImaged`` (the keyword arguments apply);
+    a DICOM source's file is named after its series (``<folder>``, ``<folder>_series<N>`` for one of
+    several series of a folder, ``<file name>``) plus ``_<output_postfix>``. ``output_format="dicom"``
+    writes a derived series (:func:`write_dicom_series`) per image to
+    ``<output_dir>/<that name>_<output_postfix>/``, one file per source slice; an existing folder of that
+    name is left as it is and the series goes beside it (``..._2``), with a warning.
 
     Args:
         keys: image keys (``"pred"``).
@@ -822,8 +1077,20 @@ class SaveImageSeriesd(SaveImaged):
             meta = dict(getattr(img, "meta", {}) or {})
             source_unit = str(meta.get(SOURCE_UNIT_KEY, self.unit)).lower()
             img = _convert(img, self.unit, source_unit if source_unit in _UNITS else self.unit, self.mu_water)
+            name = meta.get(OUTPUT_NAME_KEY)
             if self.format == "nifti":
-                self.saver(img=img)
+                if name and isinstance(img, MetaTensor):
+                    # name the file after the series (SaveImage takes the subject from filename_or_obj):
+                    # a stand-in path beside the source keeps data_root_dir/separate_folder working
+                    source = img.meta.get("filename_or_obj", name)
+                    stand_in = os.path.join(os.path.dirname(os.path.normpath(os.fspath(source))), f"{name}.dcm")
+                    img.meta["filename_or_obj"] = stand_in
+                    try:
+                        self.saver(img=img)
+                    finally:
+                        img.meta["filename_or_obj"] = source
+                else:
+                    self.saver(img=img)
                 continue
             files = meta.get(DICOM_FILES_KEY)
             source = str(meta.get("filename_or_obj", key))
@@ -839,8 +1106,7 @@ class SaveImageSeriesd(SaveImaged):
             arr = arr[0]
             # (x = column, y = row[, slice]) as PydicomReader lays them out -> (slice, row, column)
             vol = arr.T[None] if arr.ndim == 2 else np.transpose(arr, (2, 1, 0))
-            base = os.path.basename(os.path.normpath(source))
-            base = base[:-4] if base.lower().endswith(".dcm") else base
+            base = name or _stem(source)
             out = os.path.join(self.output_dir, f"{base}_{self.output_postfix}" if self.output_postfix else base)
             write_dicom_series(
                 vol,
