@@ -24,6 +24,8 @@ import torch
 from monai.data import Dataset
 from monai.metrics import SSIMMetric
 
+from .input_checks import load_weights
+
 __all__ = [
     "DEFAULT_CONVENTIONS",
     "WindowedOutput",
@@ -103,10 +105,7 @@ def image_metrics(
 
 
 def _load_weights(network: torch.nn.Module, path: str, map_location) -> None:
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], Mapping):
-        state = state["model"]
-    network.load_state_dict(state)
+    network.load_state_dict(load_weights(path, network, "CPCE-2D weights", map_location=map_location))
 
 
 def _convention_label(name: str, low: float, high: float, peak: str = "peak") -> str:
