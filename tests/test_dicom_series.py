@@ -6,6 +6,7 @@ written with pydicom; pydicom's own ``CT_small.dcm`` is read too.
 """
 
 import filecmp
+import hashlib
 import json
 import logging
 import os
@@ -458,10 +459,11 @@ def test_gaps_single_slices_and_several_series_in_a_folder_each_get_their_own_ou
     D.SaveImageSeriesd("pred", unit="hu", output_dir=str(tmp_path / "nii"), output_postfix="denoised",
                        separate_folder=False, resample=False, print_log=False)({"pred": img})
     assert os.listdir(tmp_path / "nii") == ["study_series4_denoised.nii.gz"]  # NIfTI named after its series too
-    write_series(tmp_path / "same", n=1)
-    write_series(tmp_path / "same", n=1, seed=1, name="other")  # another series, same SeriesNumber 3
-    with pytest.raises(D.DicomSeriesError, match=r"same SeriesNumber, so their outputs would both be named 'same_series3'"):
-        D.check_inputs([{"image": str(tmp_path / "same")}], "dicom")
+    _, uid_a, _ = write_series(tmp_path / "same", n=1)
+    _, uid_b, _ = write_series(tmp_path / "same", n=1, seed=1, name="other")  # another series, same SeriesNumber 3
+    load = D.LoadImageSeriesd("image", unit="hu")
+    names = sorted(load(i)["image"].meta["output_name"] for i in D.check_inputs([{"image": str(tmp_path / "same")}]))
+    assert names == sorted(f"same_series3_{hashlib.sha1(u.encode()).hexdigest()[:8]}" for u in (uid_a, uid_b))
 
     bundle_cli("unet_ldct", "--dataset_dir", tmp_path / "in", "--output_dir", tmp_path / "out", "--output_format", "dicom")
     assert sorted(os.listdir(tmp_path / "out")) == ["study_series3_denoised", "study_series4_denoised", "uneven_denoised"]

@@ -118,8 +118,8 @@ class SeriesInfo:
             only a volume format with one slice spacing (NIfTI) cannot hold them.
         name: the output name of this series: the folder's name for a folder holding one series,
             ``<folder>_series<SeriesNumber>`` (``<folder>_<8 hex digits of the UID's SHA-1>`` without a
-            SeriesNumber) for one of several series in a folder, the file name without ``.dcm``/``.ima``
-            for a single file.
+            SeriesNumber; both where two series share one) for one of several series in a folder, the
+            file name without ``.dcm``/``.dicom``/``.ima`` for a single file.
         source: the input that reads exactly this series: the folder or file given, or (one of several
             series in a folder) the list of its files.
     """
@@ -370,12 +370,12 @@ def find_series(
 
     Returns:
         One :class:`SeriesInfo` per SeriesInstanceUID, by SeriesNumber (then first file's path). Each has
-        its ``name`` (the folder's name when the folder holds one series, else ``<folder>_series<N>``)
-        and ``source`` (the folder or file when it holds one series, else the list of the series' files).
+        its ``name`` (the folder's name when the folder holds one series, else ``<folder>_series<N>``,
+        with ``_<8 hex digits of the UID's SHA-1>`` added where two series share a SeriesNumber) and
+        ``source`` (the folder or file when it holds one series, else the list of the series' files).
 
     Raises:
-        DicomSeriesError: as :func:`validate_series`, for the first series that fails; also two series
-            of one folder that would get the same output name (same SeriesNumber).
+        DicomSeriesError: as :func:`validate_series`, for the first series that fails.
     """
     if isinstance(path, (str, os.PathLike)):
         path = os.fspath(path)
@@ -396,6 +396,7 @@ def find_series(
     groups: dict[str, list] = {}
     for p, ds in headers:
         groups.setdefault(str(ds.get("SeriesInstanceUID", "<no SeriesInstanceUID>")), []).append((p, ds))
+
     def series_order(kv):
         number = kv[1][0][1].get("SeriesNumber")
         try:
@@ -409,22 +410,15 @@ def find_series(
     else:
         base = os.path.basename(os.path.normpath(where))
     several = len(ordered) > 1 or not isinstance(path, str)  # a list of files is one series of a folder
+    tags = [_series_tag(items[0][1], uid) for uid, items in ordered]
     infos = []
-    for uid, items in ordered:
+    for (uid, items), tag in zip(ordered, tags):
         info = _validate_group(where if len(ordered) == 1 else f"{where} (series {uid})", items, modality)
-        info.name = f"{base}_{_series_tag(info.datasets[0], uid)}" if several else base
+        if tags.count(tag) > 1:  # two series with one SeriesNumber (e.g. from two studies): add the UID's hash
+            tag = f"{tag}_{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
+        info.name = f"{base}_{tag}" if several else base
         info.source = [p for p, _ in items] if several else path
         infos.append(info)
-    names: dict[str, SeriesInfo] = {}
-    for info in infos:
-        if info.name in names:
-            other = names[info.name]
-            raise DicomSeriesError(
-                f"{where}: series {other.series_uid} ({_describe(other.datasets[0])}, e.g. {other.files[0]}) and "
-                f"{info.series_uid} ({_describe(info.datasets[0])}, e.g. {info.files[0]}) have the same "
-                f"SeriesNumber, so their outputs would both be named {info.name!r}. Put them in separate folders."
-            )
-        names[info.name] = info
     return infos
 
 
@@ -599,7 +593,8 @@ def check_inputs(items: Sequence[dict], output_format: str = "nifti", key: str =
 
     Returns:
         The items, in order; an item whose DICOM folder holds several series is replaced by one copy per
-        series whose ``key`` is the list of that series' files (output name ``<folder>_series<N>``).
+        series whose ``key`` is the list of that series' files and whose ``<key>_output_name`` is its
+        output name (``<folder>_series<N>``; :class:`LoadImageSeriesd` puts it in the image's meta).
 
     Raises:
         DicomSeriesError: a DICOM input fails :func:`find_series`; an unevenly spaced series with NIfTI
@@ -626,7 +621,8 @@ def check_inputs(items: Sequence[dict], output_format: str = "nifti", key: str =
                         "but a NIfTI volume has one slice spacing and cannot keep these positions; pass "
                         "--output_format dicom (every output slice keeps its source slice's position)."
                     )
-                out.append({**item, key: info.source})
+                # a series of a folder holding several: its files, and its name (which needs the siblings)
+                out.append({**item, key: info.source, f"{key}_{OUTPUT_NAME_KEY}": info.name} if len(found) > 1 else {**item})
                 label = f"{path} ({info.series_uid})" if len(found) > 1 else str(path)
                 if info.name in names:
                     raise DicomSeriesError(
@@ -974,9 +970,10 @@ class LoadImageSeriesd(LoadImaged):
         self.mu_water = float(mu_water)
         self.ensure_channel_first = bool(kwargs.get("ensure_channel_first", False))
 
-    def load_dicom(self, path: str | os.PathLike | Sequence[str]) -> MetaTensor:
+    def load_dicom(self, path: str | os.PathLike | Sequence[str], name: str | None = None) -> MetaTensor:
         """Validate and read one DICOM series: a folder, a file, or a list of files of one folder (one of the
-        series of a folder holding several); returns a MetaTensor in ``self.unit``."""
+        series of a folder holding several); returns a MetaTensor in ``self.unit``. ``name``: the output
+        name to record (default :attr:`SeriesInfo.name`)."""
         info = validate_series(path)
         if isinstance(path, (list, tuple)):
             folders = {os.path.dirname(os.path.abspath(os.fspath(f))) for f in path}
@@ -1000,14 +997,14 @@ class LoadImageSeriesd(LoadImaged):
         img = _convert(img, "hu", self.unit, self.mu_water)
         img.meta[SOURCE_UNIT_KEY] = "hu"
         img.meta[DICOM_FILES_KEY] = json.dumps([os.path.abspath(f) for f in info.reader_files])
-        img.meta[OUTPUT_NAME_KEY] = info.name
+        img.meta[OUTPUT_NAME_KEY] = str(name or info.name)
         return img
 
     def __call__(self, data, reader=None):
         d = dict(data)
         for key, meta_key, meta_key_postfix in self.key_iterator(d, self.meta_keys, self.meta_key_postfix):
             if is_dicom_input(d[key]):
-                img = self.load_dicom(d[key])
+                img = self.load_dicom(d[key], d.get(f"{key}_{OUTPUT_NAME_KEY}"))
                 out = img if self._loader.image_only else (img, dict(img.meta))
             else:
                 out = self._loader(d[key], reader)
