@@ -186,3 +186,30 @@ def test_fbp_tomosipo_backend_needs_tomosipo():
     g = geometry()
     with pytest.raises(ImportError, match="tomosipo"):
         fbp(disk_sinogram(g), g, backend="tomosipo")
+
+
+# ---- the backprojection as a sparse matrix (issue 11) ------------------------------------------------
+@pytest.mark.parametrize("n_views", [48, 46])  # with the quarter-turn symmetry, and without it
+def test_backprojection_matrix_equals_the_gather_backprojection(n_views):
+    from ldct_sim.fbp import backprojection_matrix, weighted_backproject
+
+    g = FanBeamGeometry(pixel_size_mm=1.0, n_pixels=24, sod_mm=90.0, sdd_mm=180.0, n_views=n_views, angle_offset=0.2)
+    q = torch.randn(2, 3, *g.sinogram_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    on_the_fly = weighted_backproject(q, g, matrix=False)
+    with_matrix = weighted_backproject(q, g, matrix=True)
+    assert with_matrix.shape == (2, 3, 24, 24) and with_matrix.dtype == torch.float64
+    torch.testing.assert_close(with_matrix, on_the_fly, rtol=1e-5, atol=1e-6 * float(on_the_fly.abs().max()))
+    stored = n_views // 4 if n_views % 4 == 0 else n_views
+    m = backprojection_matrix(g)
+    assert m.shape == (24 * 24, stored * g.n_det) and m.nnz == 24 * 24 * 2 * stored
+    np.testing.assert_allclose(
+        weighted_backproject(q[0, 0].float(), g).numpy(), on_the_fly[0, 0].numpy(), rtol=1e-4, atol=1e-5 * float(on_the_fly.abs().max())
+    )
+
+
+def test_weighted_backproject_rejects_bad_matrix_option():
+    from ldct_sim.fbp import weighted_backproject
+
+    g = geometry()
+    with pytest.raises(ValueError, match="`matrix` must be None, True or False, got 'auto'"):
+        weighted_backproject(torch.zeros(g.sinogram_shape), g, matrix="auto")

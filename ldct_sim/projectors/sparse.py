@@ -292,6 +292,9 @@ def _save(path: Path, key: str, m: SparseMatrix, what: str) -> bool:
                 t = m._transpose
                 d.update(tcrow=t.crow, tcol=t.col, tval=t.val)
             torch.save(d, tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would have made it (mkstemp makes it private)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
