@@ -384,3 +384,11 @@ def test_torch_projector_on_cuda_matches_cpu(model):
     y = torch.rand(4, *g.sinogram_shape, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a(x.cuda()).cpu(), a(x), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(a.T(y.cuda()).cpu(), a.T(y), rtol=1e-4, atol=1e-6)
+
+
+def test_tomosipo_refuses_the_strip_model():
+    """tomosipo has no strip model: refused, rather than projecting lines and recording "strip"."""
+    from ldct_sim.projectors.tomosipo_backend import TomosipoProjector
+
+    with pytest.raises(ValueError, match="the 'strip' model is not implemented for tomosipo"):
+        TomosipoProjector(G_SMALL, "strip")

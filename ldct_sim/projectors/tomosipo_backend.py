@@ -23,11 +23,21 @@ TOMOSIPO_HINT = (
 
 
 class TomosipoProjector(Projector):
-    """Fan-beam ray transform through tomosipo (GPU only); line model only."""
+    """Fan-beam ray transform through tomosipo (GPU only); line model only.
+
+    Raises:
+        ValueError: ``model="strip"`` (not implemented here).
+        ImportError: tomosipo is not installed.
+    """
 
     backend = "tomosipo"
 
     def __init__(self, geometry: FanBeamGeometry, model: ProjectorModel = "line"):
+        if model == "strip":  # tomosipo has no strip model: it would project rays through element centres
+            raise ValueError(
+                "TomosipoProjector: the 'strip' model is not implemented for tomosipo (it would silently use "
+                "the line model); use model='line', or backend='torch' or 'astra' for the strip model."
+            )
         if not has_tomosipo:
             raise ImportError(TOMOSIPO_HINT)
         super().__init__(geometry, model)
