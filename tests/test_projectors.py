@@ -392,3 +392,20 @@ def test_tomosipo_refuses_the_strip_model():
 
     with pytest.raises(ValueError, match="the 'strip' model is not implemented for tomosipo"):
         TomosipoProjector(G_SMALL, "strip")
+
+
+def test_operator_disk_cache_keeps_its_size_bound(monkeypatch, tmp_path):
+    """Beyond LDCT_SIM_CACHE_SIZE the least recently used operator files go; other files stay."""
+    from ldct_sim.projectors import sparse
+
+    monkeypatch.setenv("LDCT_SIM_CACHE", str(tmp_path))
+    monkeypatch.setattr(sparse, "DISK_CACHE_MIN_NNZ", 0)
+    (tmp_path / "notes.txt").write_text("not ours")
+    sparse.clear_operator_registry()
+    TorchProjector(G_QUARTER, "line").operator()
+    (first,) = tmp_path.glob("fan-*.pt")
+    monkeypatch.setenv("LDCT_SIM_CACHE_SIZE", str(first.stat().st_size + 10))
+    TorchProjector(G_QUARTER.replace(n_pixels=19), "line").operator()
+    assert [f.name for f in tmp_path.glob("fan-*.pt")] != [first.name] and not first.exists()
+    assert len(list(tmp_path.glob("fan-*.pt"))) == 1 and (tmp_path / "notes.txt").read_text() == "not ours"
+    sparse.clear_operator_registry()

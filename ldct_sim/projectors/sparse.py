@@ -19,7 +19,9 @@ This module holds what the two users share:
   ``~/.cache/ldct_sim``; ``LDCT_SIM_CACHE=off`` disables it), one file per operator named by a SHA-256
   of every :class:`~ldct_sim.geometry.FanBeamGeometry` field, the model and the format version, written
   to a temporary file and renamed (atomic), and read back memory-mapped (pages shared between processes
-  and dropped by the OS under memory pressure). A file that does not match its key is rebuilt.
+  and dropped by the OS under memory pressure). A file that does not match its key is rebuilt. The
+  folder holds at most ``$LDCT_SIM_CACHE_SIZE`` bytes (default ``20G``) of these files: the least
+  recently used are deleted first.
 
 We use torch's own sparse CSR product rather than SciPy's so that one code path runs batched on a
 GPU; SciPy only transposes (``tocsc``, linear time) when the adjoint is first needed.
@@ -50,6 +52,7 @@ __all__ = [
     "operator_memory_limit",
     "set_operator_memory_limit",
     "operator_cache_dir",
+    "operator_cache_size_limit",
     "cached_matrix",
     "clear_operator_registry",
     "rot90_symmetric",
@@ -70,10 +73,11 @@ FORMAT_VERSION = 1
 
 _MEMORY_ENV = "LDCT_SIM_OPERATOR_MEMORY"
 _CACHE_ENV = "LDCT_SIM_CACHE"
+_CACHE_SIZE_ENV = "LDCT_SIM_CACHE_SIZE"
 _memory_limit: int | None = None
 
 
-def _parse_bytes(text: str) -> int:
+def _parse_bytes(text: str, what: str = _MEMORY_ENV) -> int:
     s = str(text).strip().upper().removesuffix("B").removesuffix("I")
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(s[-1:], 1)
     number = s[:-1] if s[-1:] in "KMGT" else s
@@ -82,7 +86,7 @@ def _parse_bytes(text: str) -> int:
     except ValueError:
         value = -1.0
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{_MEMORY_ENV}: expected a number of bytes such as 6G or 500M, got {text!r}.")
+        raise ValueError(f"{what}: expected a number of bytes such as 6G or 500M, got {text!r}.")
     return int(value)
 
 
@@ -299,10 +303,33 @@ def _save(path: Path, key: str, m: SparseMatrix, what: str) -> bool:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        _prune(path.parent, keep=path)
         return True
     except OSError as err:
         logger.warning("%s: could not write the cache file %s (%s); going on without it", what, path, err)
         return False
+
+
+def operator_cache_size_limit() -> int:
+    """Bytes of operator files kept in the disk cache: ``$LDCT_SIM_CACHE_SIZE`` (default 20G)."""
+    return _parse_bytes(os.environ.get(_CACHE_SIZE_ENV, "20G"), _CACHE_SIZE_ENV)
+
+
+def _prune(folder: Path, keep: Path) -> None:
+    """Delete the least recently used operator files (ours only: ``fan-*.pt``) beyond the size limit."""
+    try:
+        files = sorted(folder.glob("fan-*.pt"), key=lambda f: f.stat().st_mtime)
+        total = sum(f.stat().st_size for f in files)
+        limit = operator_cache_size_limit()
+        for f in files:
+            if total <= limit:
+                break
+            if f != keep:
+                total -= f.stat().st_size
+                f.unlink()
+                logger.info("operator cache: removed %s (over %s = %d bytes)", f, _CACHE_SIZE_ENV, limit)
+    except (OSError, ValueError) as err:
+        logger.warning("operator cache: could not prune %s (%s)", folder, err)
 
 
 def cached_matrix(
@@ -327,6 +354,11 @@ def cached_matrix(
     path = _cache_path(key, kind)
     if path is not None and path.exists():
         m = _load(path, key, what)
+        if m is not None:
+            try:
+                os.utime(path)  # recently used: pruned last
+            except OSError:
+                pass
     if m is None:
         m = build()
         if with_transpose:
