@@ -16,7 +16,10 @@ refused, naming the files, before any output is written. ``--from-npz`` reads an
 ``quarter_dose_hu`` and ``full_dose_hu`` (``(N, H, W)`` HU) and ``id``, with a ``.json`` of per-pair
 records beside it (``kernel``, ``pixel_spacing_mm``) as in ``../shared/real_ldct``; the pairs are written
 to a temporary NIfTI folder (one 2-D file per pair, with a sidecar JSON naming the kernel) that is
-removed at the end, so the run reads them exactly as a user's NIfTI pairs.
+removed at the end, so the run reads them exactly as a user's NIfTI pairs. Their voxels are stored
+columns first, as a DICOM slice reaches the bundles (``--npz-layout dicom``), or rows first as the
+simulator writes training data (``--npz-layout ldct_sim``): the networks are not transpose-equivariant,
+and the two layouts give different numbers (see :func:`npz_to_nifti`).
 
 Kernel. Results are grouped by reconstruction kernel, which sets the noise texture: the DICOM
 ``ConvolutionKernel`` when present; else a JSON sidecar beside a NIfTI file (``<name>.json`` with
@@ -134,6 +137,7 @@ SSIM_WIN, SSIM_SIGMA = 11, 1.5
 SIGMA_GRID = tuple(round(0.1 * k, 1) for k in range(1, 31))
 INPUT, GAUSSIAN = "low-dose input", "Gaussian blur, best σ (oracle)"
 DEFAULT_BUNDLES = ("unet_ldct", "cpce_rfm_da")
+NPZ_LAYOUTS = ("dicom", "ldct_sim")
 METRICS = ("rmse_body", "psnr_body", "ssim_body", "rmse_window", "psnr_window", "ssim_window")
 
 
@@ -236,7 +240,7 @@ def _dicom_key(ds, index: int, multiframe: bool) -> tuple:
 
 def _slices(path, role: str) -> tuple[str, list[_Slice]]:
     """Every axial slice under ``path`` with its pairing key, and the kind (``"dicom"`` or ``"nifti"``)."""
-    from ldct_sim.io import CTReadError, find_ct
+    from ldct_sim.io import find_ct
 
     try:
         inv = find_ct(path)
@@ -263,7 +267,7 @@ def _slices(path, role: str) -> tuple[str, list[_Slice]]:
                 try:
                     ds = pydicom.dcmread(p, stop_before_pixels=True)
                 except Exception as err:  # noqa: BLE001 - find_ct read it a moment ago; report whatever happened
-                    raise BenchError(f"{role}: {p}: {CTReadError(p, str(err)).reason}") from err
+                    raise BenchError(f"{role}: {p}: cannot read the DICOM header ({type(err).__name__}: {err}).") from err
                 kernel = _kernel_name(ds.get("ConvolutionKernel"))
                 name = os.path.basename(p) + (f"[{i}]" if multiframe else "")
                 out.append(_Slice(src, i, _dicom_key(ds, i, multiframe), name, kernel,
@@ -600,13 +604,20 @@ def run_bundle(bundle_dir: Path, pairs: Sequence[CTPair], out_dir: Path, log_pat
 # ---------------------------------------------------------------------------------------------------------
 # npz helper
 # ---------------------------------------------------------------------------------------------------------
-def npz_to_nifti(npz_path, out_dir, json_path=None, ids: Sequence[str] | None = None) -> tuple[Path, Path]:
+def npz_to_nifti(npz_path, out_dir, json_path=None, ids: Sequence[str] | None = None, layout: str = "dicom") -> tuple[Path, Path]:
     """Write the pairs of an ``.npz`` (``quarter_dose_hu``, ``full_dose_hu``: ``(N, H, W)`` HU; ``id``) as NIfTI.
 
-    Each pair becomes ``<out_dir>/low_dose/<id>.nii.gz`` and ``<out_dir>/full_dose/<id>.nii.gz`` (2-D, int16
-    or float32 as stored, with :func:`ldct_sim.io.slice_affine` and the pixel spacing of the JSON record),
-    each with a sidecar ``<id>.json`` holding ``ConvolutionKernel`` when the record names one. Records
-    without a pixel spacing get the median of the others (1 mm when none has one), noted in the sidecar.
+    Each pair becomes ``<out_dir>/low_dose/<id>.nii.gz`` and ``<out_dir>/full_dose/<id>.nii.gz`` (2-D, dtype
+    as stored, pixel spacing of the JSON record), each with a sidecar ``<id>.json`` holding
+    ``ConvolutionKernel`` when the record names one. Records without a pixel spacing get the median of the
+    others (1 mm when none has one), noted in the sidecar.
+
+    ``layout="dicom"`` (default) stores the voxel array columns first, as ``dcm2niix`` stores a DICOM
+    slice and as MONAI's ``PydicomReader`` presents one, with the affine that says so: a bundle sees the
+    array exactly as it sees the original DICOM file. ``layout="ldct_sim"`` stores it rows first with
+    :func:`ldct_sim.io.slice_affine`, the layout of the simulator's NIfTI (the bundles' training data), so
+    a bundle sees the transpose. :mod:`ldct_sim.io` reads back the npz's ``(H, W)`` image either way. The
+    networks are not transpose-equivariant: their outputs differ by 10–25 HU RMS between the two layouts.
 
     Args:
         npz_path: the ``.npz`` file.
@@ -614,6 +625,7 @@ def npz_to_nifti(npz_path, out_dir, json_path=None, ids: Sequence[str] | None = 
         json_path: per-pair records (a list, same order, with ``id``, ``kernel``, ``pixel_spacing_mm``);
             default the ``.json`` beside the ``.npz``; no kernels or spacings when it does not exist.
         ids: only these pair ids (default all).
+        layout: ``"dicom"`` (columns first) or ``"ldct_sim"`` (rows first); see above.
 
     Returns:
         ``(low-dose folder, full-dose folder)``.
@@ -625,6 +637,8 @@ def npz_to_nifti(npz_path, out_dir, json_path=None, ids: Sequence[str] | None = 
 
     from ldct_sim.io import slice_affine
 
+    if layout not in NPZ_LAYOUTS:
+        raise BenchError(f"npz_to_nifti: `layout` must be one of {NPZ_LAYOUTS}, got {layout!r}.")
     npz_path = Path(npz_path)
     try:
         data = np.load(npz_path, allow_pickle=False)
@@ -669,8 +683,14 @@ def npz_to_nifti(npz_path, out_dir, json_path=None, ids: Sequence[str] | None = 
             sidecar["ConvolutionKernel"] = kernel
         if rec.get("slice_thickness_mm"):
             sidecar["SliceThickness"] = float(rec["slice_thickness_mm"])
+        affine = slice_affine(spacing, ld[k].shape)
+        columns_first = layout == "dicom"
+        if columns_first:
+            affine = affine[:, [1, 0, 2, 3]]  # voxel axes swapped: the first runs along the columns
+        sidecar["VoxelLayout"] = "columns first (as DICOM)" if columns_first else "rows first (ldct_sim)"
         for folder, arr in zip(folders, (ld[k], fd[k])):
-            img = nib.Nifti1Image(np.asarray(arr), slice_affine(spacing, arr.shape))
+            arr = np.ascontiguousarray(np.asarray(arr).T) if columns_first else np.asarray(arr)
+            img = nib.Nifti1Image(arr, affine)
             img.header.set_xyzt_units("mm")
             nib.save(img, str(folder / f"{names[k]}.nii.gz"))
             (folder / f"{names[k]}.json").write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
@@ -757,7 +777,7 @@ def crops_figure(path: Path, crops: dict[str, dict]) -> Path:
 
     kernels = list(crops)
     cols = list(next(iter(crops.values()))["images"])
-    fig, axes = plt.subplots(len(kernels), len(cols), figsize=(2.4 * len(cols), 2.6 * len(kernels)), squeeze=False)
+    fig, axes = plt.subplots(len(kernels), len(cols), figsize=(2.4 * len(cols), 2.8 * len(kernels) + 0.3), squeeze=False)
     for i, kernel in enumerate(kernels):
         c = crops[kernel]
         for j, col in enumerate(cols):
@@ -788,6 +808,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--full-dose", help="the matching full-dose images, same layout")
     src.add_argument("--from-npz", help="an .npz with quarter_dose_hu, full_dose_hu (N, H, W) HU and id; .json records beside it")
     src.add_argument("--npz-ids", nargs="+", help="with --from-npz: only these pair ids")
+    src.add_argument("--npz-layout", choices=NPZ_LAYOUTS, default="dicom",
+                     help="with --from-npz: NIfTI voxel order, 'dicom' (columns first: bundles see the pairs as they see "
+                     "DICOM files; default) or 'ldct_sim' (rows first, as the simulator writes training data)")
     p.add_argument("--kernel", help="kernel name for pairs whose files do not name one (default: 'unknown')")
     p.add_argument("--out", help="a new or empty output folder (default: a new temporary folder)")
     p.add_argument("--bundles", nargs="*", default=list(DEFAULT_BUNDLES),
@@ -868,7 +891,7 @@ def _main(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_real_npz_") as npz_tmp:
         if args.from_npz:
-            ld_path, fd_path = npz_to_nifti(args.from_npz, npz_tmp, ids=args.npz_ids)
+            ld_path, fd_path = npz_to_nifti(args.from_npz, npz_tmp, ids=args.npz_ids, layout=args.npz_layout)
         else:
             ld_path, fd_path = args.low_dose, args.full_dose
         pairs = load_pairs(ld_path, fd_path, kernel=args.kernel)
@@ -947,6 +970,7 @@ def _run(args, pairs, kernels, bundles, ckpts, overrides, out, log, inputs) -> i
         "inputs": {"low_dose": os.path.abspath(args.low_dose) if args.low_dose else None,
                    "full_dose": os.path.abspath(args.full_dose) if args.full_dose else None,
                    "from_npz": os.path.abspath(args.from_npz) if args.from_npz else None, "npz_ids": args.npz_ids,
+                   "npz_layout": args.npz_layout if args.from_npz else None,
                    "kind": pairs[0].ld_source.kind, "n_pairs": len(pairs)},
         "pairs": [{"name": p.name, "kernel": p.kernel, "kernel_from": p.kernel_from, "spacing_mm": list(p.spacing_mm),
                    "low_dose": p.ld_path if not args.from_npz else os.path.basename(p.ld_path),

@@ -229,6 +229,37 @@ def test_main_refuses_bad_options_and_writes_nothing(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
 
+def test_npz_pairs_become_nifti_that_bundles_see_as_they_see_the_dicom_file(tmp_path):
+    """``--from-npz``: ldct_sim reads back the npz image, and MONAI's loader (what the bundles use) presents
+    the NIfTI exactly as it presents the DICOM slice the image came from (columns first)."""
+    import pydicom.data
+    from monai.data import PydicomReader
+    from monai.transforms import LoadImage
+
+    from ldct_sim.io import iter_ct_slices
+
+    dcm = pydicom.data.get_testdata_file("CT_small.dcm")
+    hu = next(iter_ct_slices(dcm)).hu.astype(np.int16)
+    np.savez(tmp_path / "pairs.npz", quarter_dose_hu=np.stack([hu, hu + 5]), full_dose_hu=np.stack([hu, hu]), id=np.array(["a", "b"]))
+    (tmp_path / "pairs.json").write_text(json.dumps([{"id": "a", "kernel": "B30f (smooth)", "pixel_spacing_mm": 0.66},
+                                                     {"id": "b", "kernel": "unknown", "pixel_spacing_mm": None}]))
+    ld, fd = br.npz_to_nifti(tmp_path / "pairs.npz", tmp_path / "nii")
+    back = next(iter_ct_slices(ld / "a.nii.gz"))
+    assert np.array_equal(back.hu, hu) and back.spacing_mm == pytest.approx((0.66, 0.66))
+    seen_nifti = np.asarray(LoadImage(image_only=True)(str(ld / "a.nii.gz"))).squeeze()
+    seen_dicom = np.asarray(LoadImage(image_only=True, reader=PydicomReader(force=True))(dcm)).squeeze()
+    assert np.array_equal(seen_nifti, seen_dicom)
+    rows_first, _ = br.npz_to_nifti(tmp_path / "pairs.npz", tmp_path / "rows", layout="ldct_sim")
+    assert np.array_equal(next(iter_ct_slices(rows_first / "a.nii.gz")).hu, hu)
+    assert np.array_equal(np.asarray(LoadImage(image_only=True)(str(rows_first / "a.nii.gz"))).squeeze(), seen_dicom.T)
+    pairs = br.load_pairs(ld, fd)
+    assert [(p.name, p.kernel) for p in pairs] == [("a.nii.gz", "B30f"), ("b.nii.gz", "unknown")]
+    assert pairs[1].spacing_mm == pytest.approx((0.66, 0.66))  # no spacing in its record: the others' median
+    assert json.loads((fd / "b.json").read_text())["PixelSpacingAssumed"] is True
+    with pytest.raises(br.BenchError, match=r"unknown pair id\(s\) \['c'\]"):
+        br.npz_to_nifti(tmp_path / "pairs.npz", tmp_path / "nii2", ids=["c"])
+
+
 # ---------------------------------------------------------------------------------------------------------
 # end to end through the real bundles (tiny images)
 # ---------------------------------------------------------------------------------------------------------
@@ -307,3 +338,19 @@ def test_shared_dicom_pair_reads_kernel_from_the_siemens_header(tmp_path):
     assert [(p.kernel, p.kernel_from) for p in pairs] == [("B30f", "DICOM header")]
     m = br.pair_metrics(pairs[0].low_dose, pairs[0].full_dose)
     assert m["rmse_body"] == pytest.approx(64, abs=0.5)  # shared README: 64 HU for the 1 mm B30f pair
+
+
+@needs_shared
+@pytest.mark.slow
+def test_shared_pair_scores_the_same_from_dicom_and_from_the_npz(tmp_path):
+    """The 1 mm B30f pair through both bundles, once from the original DICOM files (DICOM in and out), once
+    from the npz (NIfTI in and out): the same numbers, to the DICOM output's quantisation (≤ 1 HU steps)."""
+    dcm = SHARED / "dicom"
+    assert br.main(["--low-dose", str(dcm / "L506_1mm_0087_QD.IMA"), "--full-dose", str(dcm / "L506_1mm_0087_FD.IMA"),
+                    "--out", str(tmp_path / "dicom"), "--no-progress"]) == 0
+    assert br.main(["--from-npz", str(SHARED / "dev_pairs.npz"), "--npz-ids", "L506_1mm_0087", "--out", str(tmp_path / "npz"),
+                    "--no-progress"]) == 0
+    a = {r["method"]: r for r in _table(tmp_path / "dicom" / "results.csv")}
+    b = {r["method"]: r for r in _table(tmp_path / "npz" / "results.csv")}
+    for method in (br.INPUT, br.GAUSSIAN, "unet_ldct", "cpce_rfm_da"):
+        assert float(a[method]["rmse_body_mean"]) == pytest.approx(float(b[method]["rmse_body_mean"]), abs=0.3), method
