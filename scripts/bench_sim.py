@@ -4,26 +4,33 @@ For each backend it times :meth:`ldct_sim.LowDoseSimulator.run` on a batch of ab
 (forward projection with the chain's forward model, Poisson noise at one I0, fan-beam FBP) and reports
 slices per second. In the same run it times raw ASTRA (``astra.create_sino`` + ``astra.create_backprojection``
 with a projector made once) for the ``strip`` and ``line`` models, and prints each chain's time per
-slice over raw ASTRA FP + BP of the same projector model: the chain's overhead, or its gain where our
-FBP backprojects faster than ASTRA's BP.
+slice over raw ASTRA FP + BP of the same projector model. With ASTRA's CUDA build and a GPU it also
+times raw ASTRA CUDA FP + BP (``FP_CUDA``/``BP_CUDA``), the reference of chains that run on the GPU.
 
-Targets (from the simulation issue): the astra-backend chain within 1.3× of raw ASTRA FP + BP on the
-CPU; the torch backend at 300 or more 512² slices per second on a GPU, batched (``--batch 32``).
+For torch backends it also reports the sparse operators (:mod:`ldct_sim.projectors.sparse`): the
+projector's and the FBP backprojection's build time (computed afresh, not read from the cache), their
+entries and memory, the time to read them back from the disk cache, raw torch FP + BP (``A`` then
+``A.T``) of the batch, and the chain at batch 1 as well as at ``--batch``.
 
-Backends: ``astra``, ``torch`` (CPU), ``torch:cuda`` (when CUDA is available) and ``tomosipo`` (when
-importable). The torch projector is ray-driven on ``grid_sample`` and slow on a CPU (about a minute for
-one 512² slice with the strip model on two cores): pass ``--warmup 0 --repeats 1`` to time it once.
+``--builder N`` instead times the dataset builder end to end (``build_dataset`` on N procedural phantoms
+into a temporary folder, NIfTI writing included) twice in one process: as before issue 11 (the astra
+backend, and the FBP backprojection on the fly, i.e. no operator matrices) and with ``--builder-backend``
+(default torch) starting from an empty operator cache, so that building the operators is counted. It
+prints the speed-up.
 
-Timings on a shared machine: the FBP runs hundreds of short torch parallel loops, which slow down by
-10× or more when other processes hold the cores (each loop waits for a descheduled thread), while
-ASTRA's single long loops barely notice. The header prints the load average; on a busy machine
-compare with ``--threads 1``.
+Targets (issue 11): on 2 CPU cores at 512², 720 views, strip, the torch chain's seconds per slice at most
+1/10 of raw ASTRA FP + BP (strip); the dataset builder at least 5× faster; on a GPU (``--backends
+torch:cuda --batch 32``) 300 or more 512² slices per second on an H100-class GPU.
+
+Timings on a shared machine: torch's parallel loops slow down by 10× or more when other processes hold
+the cores (each loop waits for a descheduled thread), while ASTRA's single long loops barely notice.
+The header prints the load average (1, 5, 15 min), which the JSON records too.
 
 Usage:
     python scripts/bench_sim.py                                   # 512², 720 views, every available backend
-    python scripts/bench_sim.py --backends astra --repeats 5
-    python scripts/bench_sim.py --backends torch --warmup 0 --repeats 1
-    python scripts/bench_sim.py --backends torch:cuda --batch 32 --output bench.json
+    python scripts/bench_sim.py --backends astra torch --threads 2 --batch 8 --output bench.json
+    python scripts/bench_sim.py --backends torch:cuda --batch 32 --output bench_gpu.json
+    python scripts/bench_sim.py --builder 100 --threads 2 --output builder.json
     python scripts/bench_sim.py --size 128 --n-views 180
 """
 
@@ -33,7 +40,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +53,19 @@ from ldct_sim import LowDoseSimulator, available_backends, get_preset, hu_to_mu
 from ldct_sim.phantoms import abdominal_phantom
 from ldct_sim.projectors import PROJECTOR_MODELS
 
-__all__ = ["main", "parse_args", "machine_info", "default_backends", "chain_device", "time_chain", "time_raw_astra"]
+__all__ = [
+    "main",
+    "parse_args",
+    "machine_info",
+    "default_backends",
+    "chain_device",
+    "time_chain",
+    "time_raw_astra",
+    "time_raw_astra_cuda",
+    "time_raw_torch",
+    "operator_stats",
+    "bench_builder",
+]
 
 
 def default_backends() -> list[str]:
@@ -76,8 +97,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-raw-astra", dest="raw_astra", action="store_false", help="skip the raw ASTRA FP + BP timing")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own choice)")
     p.add_argument("--output", type=Path, default=None, help="also write the results as JSON, with provenance")
+    p.add_argument("--raw-repeats", type=int, default=None, help="timed runs of raw ASTRA (default: --repeats)")
+    p.add_argument("--no-operators", dest="operators", action="store_false",
+                   help="skip the torch operators' build-time and memory report")
+    p.add_argument("--builder", type=int, default=None, metavar="N",
+                   help="time the dataset builder on N phantoms instead (before issue 11 vs --builder-backend)")
+    p.add_argument("--builder-backend", default="torch", help="backend of the builder's new run (default torch)")
+    p.add_argument("--builder-resolutions", type=float, nargs="+", default=[625.0], metavar="UM",
+                   help="preset resolutions the builder simulates (default 625)")
     args = p.parse_args(argv)
-    for name in ("size", "n_views", "repeats", "batch") + (("threads",) if args.threads is not None else ()):
+    if args.raw_repeats is None:
+        args.raw_repeats = args.repeats
+    for name in ("size", "n_views", "repeats", "batch", "raw_repeats") + tuple(
+        n for n in ("threads", "builder") if getattr(args, n) is not None
+    ):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if args.warmup < 0:
@@ -109,6 +142,8 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         # other work on the machine slows torch's many short parallel loops (the FBP) far more than ASTRA
         "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_avg_1_5_15min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -189,6 +224,109 @@ def time_raw_astra(geometry, mu: np.ndarray, model: str, repeats: int, warmup: i
         astra.projector.delete(proj_id)
 
 
+def time_raw_astra_cuda(geometry, mu: np.ndarray, model: str, repeats: int, warmup: int) -> float:
+    """Median seconds of ASTRA's CUDA FP + BP (``FP_CUDA``/``BP_CUDA``, the strip model by detector
+    supersampling) of every slice of ``mu``, through :class:`~ldct_sim.projectors.astra_backend.AstraProjector`."""
+    from ldct_sim.projectors.astra_backend import AstraProjector
+
+    a = AstraProjector(geometry, model, use_cuda=True)
+    x = torch.from_numpy(mu)
+    return _median_seconds(lambda: a.T(a(x)), repeats, warmup)
+
+
+def time_raw_torch(geometry, mu: np.ndarray, model: str, device: str, repeats: int, warmup: int) -> float:
+    """Median seconds of the torch projector's ``A`` then ``A.T`` on the batch ``mu`` (operators ready)."""
+    from ldct_sim import get_projector
+
+    a = get_projector(geometry, "torch", model)
+    x = torch.from_numpy(mu).to(device)
+    a.T(a(x))  # build or load the operators outside the timing
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    return _median_seconds(lambda: a.T(a(x)), repeats, warmup, sync)
+
+
+def operator_stats(geometry, model: str) -> dict:
+    """Build the torch backend's sparse operators afresh and time it; then cache them and time a read.
+
+    Returns seconds, entries and bytes of the projector matrix ``A`` (stored views only), its transpose
+    (for ``A.T``), the FBP backprojection matrix, and the time to read ``A`` and the backprojection back
+    from the disk cache into an empty registry (memory-mapped, so the pages load on first use).
+    """
+    from ldct_sim.fbp import _BP_KIND, backprojection_matrix
+    from ldct_sim.projectors import sparse
+    from ldct_sim.projectors.torch_backend import TorchProjector
+
+    proj = TorchProjector(geometry, model)
+    t0 = time.perf_counter()
+    a = proj._build()
+    t1 = time.perf_counter()
+    at = a.transpose()
+    t2 = time.perf_counter()
+    bp = backprojection_matrix(geometry)
+    t3 = time.perf_counter()
+    bp_key = sparse.operator_key(_BP_KIND, geometry, turns=proj.turns)
+    # hand them to the registry and the disk cache, so that the chains below do not build them again
+    sparse.cached_matrix("fan-joseph", proj._key, lambda: a, 0, repr(proj), with_transpose=True)
+    sparse.cached_matrix(_BP_KIND, bp_key, lambda: bp, 0, "fbp backprojection")
+    sparse.clear_operator_registry()
+    t4 = time.perf_counter()
+    proj.operator(adjoint=True)
+    sparse.cached_matrix(_BP_KIND, bp_key, lambda: backprojection_matrix(geometry), 0, "fbp backprojection")
+    t5 = time.perf_counter()
+    cache = sparse.operator_cache_dir()
+    return {
+        "model": model,
+        "stored_views": proj.stored_views,
+        "quarter_turn_symmetry": proj.turns == 4,
+        "projector": {"build_s": t1 - t0, "nnz": a.nnz, "bytes": a.nbytes},
+        "projector_transpose": {"build_s": t2 - t1, "nnz": at.nnz, "bytes": at.nbytes},
+        "fbp_backprojection": {"build_s": t3 - t2, "nnz": bp.nnz, "bytes": bp.nbytes},
+        "total_build_s": t3 - t0,
+        "total_bytes": a.nbytes + at.nbytes + bp.nbytes,
+        "disk_cache": None if cache is None else str(cache),
+        "read_from_cache_s": t5 - t4 if cache is not None and a.nnz >= sparse.DISK_CACHE_MIN_NNZ else None,
+        "memory_limit_bytes": sparse.operator_memory_limit(),
+    }
+
+
+def bench_builder(args) -> dict:
+    """Time ``build_dataset`` on ``args.builder`` phantoms: before issue 11 (astra backend, FBP on the fly)
+    and with ``args.builder_backend`` from an empty operator cache, in one process; return both and the ratio."""
+    from ldct_sim.dataset import DatasetConfig, build_dataset
+    from ldct_sim.projectors import sparse
+
+    common = dict(resolutions=tuple(args.builder_resolutions), n_pixels=args.size, n_views=args.n_views,
+                  forward_model=args.forward_model, phantom_size=args.size, seed=0)
+    runs = {}
+    tmp = Path(tempfile.mkdtemp(prefix="ldct_bench_builder_"))
+    old_cache = os.environ.get("LDCT_SIM_CACHE")
+    try:
+        plan = [("before issue 11 (astra, FBP on the fly)", "astra", 0), (f"{args.builder_backend} (operators built)", args.builder_backend, None)]
+        for label, backend, memory in plan:
+            sparse.clear_operator_registry()
+            sparse.set_operator_memory_limit(memory)  # 0: no matrices at all, as before issue 11
+            os.environ["LDCT_SIM_CACHE"] = str(tmp / f"cache-{backend}")  # empty: the build is counted
+            t0 = time.perf_counter()
+            summary = build_dataset(tmp / f"out-{backend}", DatasetConfig(backend=backend, **common), phantoms=args.builder,
+                                    progress=False)
+            sec = time.perf_counter() - t0
+            runs[label] = {"backend": backend, "seconds": sec, "written": summary.written, "failed": len(summary.failures),
+                           "seconds_per_slice": sec / max(1, summary.written)}
+            print(f"builder: {label}: {sec:.1f} s for {summary.written} slice-resolutions ({sec / max(1, summary.written):.2f} s each)",
+                  flush=True)
+    finally:
+        sparse.set_operator_memory_limit(None)
+        sparse.clear_operator_registry()
+        if old_cache is None:
+            os.environ.pop("LDCT_SIM_CACHE", None)
+        else:
+            os.environ["LDCT_SIM_CACHE"] = old_cache
+        shutil.rmtree(tmp, ignore_errors=True)
+    (ref, new) = runs.values()
+    return {"runs": runs, "speedup": ref["seconds"] / new["seconds"], "target_speedup": 5.0,
+            "phantoms": args.builder, "resolutions": args.builder_resolutions}
+
+
 def _table(rows: list[dict]) -> str:
     head = ("what", "device", "model", "batch", "s/call", "slices/s", "× raw ASTRA FP+BP")
     lines = [head]
@@ -203,69 +341,138 @@ def _table(rows: list[dict]) -> str:
     return "\n".join([fmt(lines[0]), sep, *map(fmt, lines[1:])])
 
 
+def _g(args):
+    preset = get_preset(args.preset)
+    g = preset.geometry(
+        n_pixels=args.size, pixel_size_mm=preset.pixel_size_mm * preset.n_pixels / args.size, n_views=args.n_views
+    )
+    return preset, g
+
+
+def _write(args, record: dict) -> None:
+    if args.output is None:
+        return
+    try:
+        from ldct_sim.provenance import provenance
+
+        record["provenance"] = provenance()
+    except ImportError:
+        pass
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(record, indent=2, default=str))
+
+
+def _header(args, g, preset, i0, info) -> None:
+    print(
+        f"bench_sim: {args.size}² image, {g.n_views} views, {g.n_det} detector elements "
+        f"(preset {preset.resolution_um:g} µm FOV), I0 {i0:g}, median of {args.repeats} after {args.warmup} warm-up"
+    )
+    load = info.get("load_avg_1_5_15min") or [float("nan")] * 3
+    print(
+        f"machine: {info['host']} | {info['cpu']} | {info['cpu_count']} CPUs | {info['memory_gib']} GiB | torch {info['torch']} "
+        f"with {info['torch_threads']} threads | GPU: {info['gpu'] or 'none'} | ASTRA {info.get('astra')} "
+        f"| load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+
+
 def main(argv=None) -> list[dict]:
     """Run the benchmark, print a table, and return its rows (one dict per timed configuration)."""
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    preset = get_preset(args.preset)
-    g = preset.geometry(
-        n_pixels=args.size, pixel_size_mm=preset.pixel_size_mm * preset.n_pixels / args.size, n_views=args.n_views
-    )
+    preset, g = _g(args)
     i0 = args.i0 if args.i0 is not None else preset.input_i0
+    if args.builder is not None:
+        info = machine_info()
+        _header(args, g, preset, i0, info)
+        result = bench_builder(args)
+        print(f"builder speed-up: {result['speedup']:.2f}× (target ≥ {result['target_speedup']:g}×)")
+        info_end = machine_info()
+        _write(args, {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                      "geometry": g.to_dict(), "machine": info, "load_avg_at_end": info_end["load_avg_1_5_15min"],
+                      "builder": result})
+        return [dict(what=f"builder: {k}", **v) for k, v in result["runs"].items()]
+
     mu = np.stack([hu_to_mu(abdominal_phantom(args.size, seed=k)).astype(np.float32) for k in range(args.batch)])
     backends = args.backends or default_backends()
     info = machine_info()
 
-    rows = []
+    rows, extra = [], []
     raw = {}
+    operators = {}
+    for backend in backends:
+        name, device = chain_device(backend)
+        if name == "torch" and args.operators and args.forward_model not in operators:
+            operators[args.forward_model] = operator_stats(g, args.forward_model)
     if args.raw_astra and "astra" in available_backends():
         models = [args.forward_model] + [m for m in PROJECTOR_MODELS if m != args.forward_model]
         for model in models:
-            sec = time_raw_astra(g, mu, model, args.repeats, args.warmup)
-            raw[model] = sec / args.batch
+            sec = time_raw_astra(g, mu, model, args.raw_repeats, 0)  # nothing to warm up in ASTRA's CPU loops
+            raw[("cpu", model)] = sec / args.batch
             rows.append(
                 dict(what="raw ASTRA FP+BP", device="cpu", model=model, batch=args.batch, seconds=sec,
                      slices_per_s=args.batch / sec, ratio_to_raw_astra=None)
             )
+        from ldct_sim.projectors.astra_backend import astra_uses_cuda
+
+        if astra_uses_cuda() and any(chain_device(b)[1].startswith("cuda") for b in backends):
+            sec = time_raw_astra_cuda(g, mu, args.forward_model, args.raw_repeats, args.warmup)
+            raw[("cuda", args.forward_model)] = sec / args.batch
+            extra.append(dict(what="raw ASTRA CUDA FP+BP", device="cuda", model=args.forward_model, batch=args.batch,
+                              seconds=sec, slices_per_s=args.batch / sec, ratio_to_raw_astra=None))
     for backend in backends:
         name, device = chain_device(backend)
-        sec = time_chain(backend, g, mu, i0, args.forward_model, args.repeats, args.warmup)
-        per_slice = sec / args.batch
-        comparable = args.forward_model in raw and device == "cpu"  # raw ASTRA is timed on the CPU
-        rows.append(
-            dict(
+        ref = raw.get(("cuda" if device.startswith("cuda") else "cpu", args.forward_model))
+        batches = [args.batch] + ([1] if name == "torch" and args.batch > 1 else [])
+        for batch in batches:
+            sec = time_chain(backend, g, mu[:batch], i0, args.forward_model, args.repeats, args.warmup)
+            per_slice = sec / batch
+            row = dict(
                 what=f"chain ({name})",
                 device=device,
                 model=args.forward_model,
-                batch=args.batch,
+                batch=batch,
                 seconds=sec,
                 slices_per_s=1.0 / per_slice,
-                ratio_to_raw_astra=per_slice / raw[args.forward_model] if comparable else None,
+                ratio_to_raw_astra=per_slice / ref if ref is not None else None,
             )
+            (rows if batch == args.batch else extra).append(row)
+        if name == "torch":
+            sec = time_raw_torch(g, mu, args.forward_model, device, args.repeats, args.warmup)
+            extra.append(dict(what="raw torch FP+BP", device=device, model=args.forward_model, batch=args.batch, seconds=sec,
+                              slices_per_s=args.batch / sec,
+                              ratio_to_raw_astra=sec / args.batch / ref if ref is not None else None))
+
+    _header(args, g, preset, i0, info)
+    print(_table(rows + extra))
+    for model, op in operators.items():
+        mib = lambda b: b / 2**20  # noqa: E731
+        print(
+            f"torch operators ({model}, {op['stored_views']} stored views{', quarter-turn symmetry' if op['quarter_turn_symmetry'] else ''}): "
+            f"projector {op['projector']['build_s']:.1f} s, {op['projector']['nnz']:.3g} entries, {mib(op['projector']['bytes']):.0f} MiB; "
+            f"transpose {op['projector_transpose']['build_s']:.1f} s, {mib(op['projector_transpose']['bytes']):.0f} MiB; "
+            f"FBP backprojection {op['fbp_backprojection']['build_s']:.1f} s, {mib(op['fbp_backprojection']['bytes']):.0f} MiB; "
+            f"total {op['total_build_s']:.1f} s, {mib(op['total_bytes']):.0f} MiB"
+            + ("" if op["read_from_cache_s"] is None else f"; read back from the disk cache in {op['read_from_cache_s']:.2f} s")
         )
-
-    print(
-        f"bench_sim: {args.size}² image, {g.n_views} views, {g.n_det} detector elements "
-        f"(preset {preset.resolution_um:g} µm FOV), I0 {i0:g}, median of {args.repeats} after {args.warmup} warm-up"
-    )
-    print(
-        f"machine: {info['host']} | {info['cpu']} | {info['cpu_count']} CPUs | torch {info['torch']} "
-        f"with {info['torch_threads']} threads | GPU: {info['gpu'] or 'none'} | ASTRA {info.get('astra')} "
-        f"| load average {info['load_avg_1min']:.2f}"
-    )
-    print(_table(rows))
-    if args.output is not None:
-        record = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                  "geometry": g.to_dict(), "i0": i0, "machine": info, "rows": rows}
-        try:
-            from ldct_sim.provenance import provenance
-
-            record["provenance"] = provenance()
-        except ImportError:
-            pass
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(record, indent=2, default=str))
+    summary = None
+    torch_row = next((r for r in rows if r["what"] == "chain (torch)" and r["device"] == "cpu"), None)
+    if torch_row is not None and ("cpu", args.forward_model) in raw:
+        ratio = torch_row["seconds"] / torch_row["batch"] / raw[("cpu", args.forward_model)]
+        summary = {
+            "torch_chain_s_per_slice": torch_row["seconds"] / torch_row["batch"],
+            "raw_astra_fp_bp_s_per_slice": raw[("cpu", args.forward_model)],
+            "model": args.forward_model,
+            "ratio": ratio,
+            "target_ratio": 0.1,
+            "met": ratio <= 0.1,
+        }
+        print(f"torch chain / raw ASTRA FP+BP ({args.forward_model}), per slice: {ratio:.4f} (target ≤ 0.1)")
+    info_end = machine_info()
+    print(f"load average at the end: {' '.join(f'{v:.2f}' for v in info_end['load_avg_1_5_15min'] or [])}")
+    _write(args, {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                  "geometry": g.to_dict(), "i0": i0, "machine": info, "load_avg_at_end": info_end["load_avg_1_5_15min"],
+                  "rows": rows, "extra_rows": extra, "operators": operators, "torch_vs_raw_astra": summary})
     return rows
 
 
