@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="draw each slice's input dose log-uniformly in [LOW, HIGH] photons (train over doses)")
     sim.add_argument("--label-i0", type=float, help="label dose in photons for all resolutions (default: preset)")
     sim.add_argument("--noiseless-label", action="store_true", help="labels are noiseless reconstructions")
-    sim.add_argument("--backend", default="astra", help="projector backend: astra, torch or tomosipo (default astra)")
+    sim.add_argument("--backend", default="torch", help="projector backend: torch, astra or tomosipo (default torch)")
     sim.add_argument("--forward-model", default="strip", help="strip (default) or line")
     sim.add_argument("--filter", default="ram-lak", help="FBP filter (default ram-lak)")
     sim.add_argument("--electronic-noise", type=float, default=0.0, metavar="PHOTONS", help="electronic noise std (default 0)")

@@ -57,7 +57,7 @@ from .fbp import FILTERS
 from .geometry import PAPER_PRESETS, FanBeamGeometry, get_preset
 from .io import CTReadError, CTSource, ReadFailure, find_ct, slice_affine, slice_id
 from .phantoms import abdominal_phantom
-from .projectors import BACKENDS, PROJECTOR_MODELS
+from .projectors import BACKENDS, DEFAULT_BACKEND, PROJECTOR_MODELS
 from .provenance import provenance
 from .simulate import LowDoseSimulator
 from .transforms.array import RESAMPLE_MODES, HUToMu, ResampleToResolution, simulate_low_dose_pair
@@ -153,7 +153,7 @@ class DatasetConfig:
     input_i0_range: tuple[float, float] | None = None
     label_i0: float | None = None
     noiseless_label: bool = False
-    backend: str = "astra"
+    backend: str = DEFAULT_BACKEND
     forward_model: str = "strip"
     filter: str = "ram-lak"
     electronic_noise_std: float = 0.0

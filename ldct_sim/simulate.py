@@ -19,7 +19,7 @@ import torch
 from .fbp import ApodizedRamp, check_filter, fbp, filter_to_json
 from .geometry import FanBeamGeometry
 from .noise import MIN_COUNT, check_i0, make_generator, transmission_noise
-from .projectors import PROJECTOR_MODELS, check_backend, get_projector
+from .projectors import DEFAULT_BACKEND, PROJECTOR_MODELS, check_backend, get_projector
 from .projectors.base import as_tensor_image, restore_type
 
 __all__ = ["LowDoseSimulator", "simulate", "forward_project", "DEFAULT_FORWARD_MODEL"]
@@ -36,7 +36,7 @@ def check_image(mu, geometry: FanBeamGeometry, where: str) -> tuple[torch.Tensor
     return t, was_numpy
 
 
-def forward_project(mu, geometry: FanBeamGeometry, backend: str = "astra", *, model: str = "line"):
+def forward_project(mu, geometry: FanBeamGeometry, backend: str = DEFAULT_BACKEND, *, model: str = "line"):
     """Line integrals of ``mu`` (cm⁻¹, ``(..., n, n)``) over ``geometry``: ``(..., n_views, n_det)``."""
     t, was_numpy = check_image(mu, geometry, "forward_project")
     return restore_type(get_projector(geometry, check_backend(backend), model)(t), was_numpy)
@@ -65,7 +65,8 @@ class LowDoseSimulator:
 
     Args:
         geometry: the fan-beam scan.
-        backend: ``"astra"`` (default), ``"torch"`` or ``"tomosipo"``; see :mod:`ldct_sim.projectors`.
+        backend: ``"torch"`` (default, :data:`~ldct_sim.projectors.DEFAULT_BACKEND`), ``"astra"`` or ``"tomosipo"``;
+            see :mod:`ldct_sim.projectors`.
         forward_model: ``"strip"`` (default, no inverse crime) or ``"line"``.
         filter: FBP filter, one of :data:`ldct_sim.fbp.FILTERS` or an :class:`~ldct_sim.fbp.ApodizedRamp`
             kernel. Default ``"ram-lak"`` (the study's ramp).
@@ -81,7 +82,7 @@ class LowDoseSimulator:
     def __init__(
         self,
         geometry: FanBeamGeometry,
-        backend: str = "astra",
+        backend: str = DEFAULT_BACKEND,
         forward_model: str = DEFAULT_FORWARD_MODEL,
         filter: str | ApodizedRamp = "ram-lak",  # noqa: A002
         electronic_noise_std: float = 0.0,
@@ -158,7 +159,7 @@ def simulate(
     i0=None,
     *,
     electronic_noise_std: float = 0.0,
-    backend: str = "astra",
+    backend: str = DEFAULT_BACKEND,
     seed: int | None = None,
     forward_model: str = DEFAULT_FORWARD_MODEL,
     filter: str = "ram-lak",  # noqa: A002
@@ -173,7 +174,7 @@ def simulate(
         i0: incident photons per detector element per view (a number, or one per image); ``None``
             gives the noiseless reconstruction.
         electronic_noise_std: Gaussian electronic noise in photons (Yu et al. 2012). Default 0.
-        backend: ``"astra"``, ``"torch"`` or ``"tomosipo"``.
+        backend: ``"torch"`` (default), ``"astra"`` or ``"tomosipo"``.
         seed: seed of the noise draw; the same seed gives identical output.
         forward_model: ``"strip"`` (default) or ``"line"``; see the module docstring.
         filter: FBP filter name. Default ``"ram-lak"``.

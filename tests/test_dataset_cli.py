@@ -89,7 +89,7 @@ def test_phantom_build_writes_nifti_datalists_and_manifest(built):
     assert m["seeds"]["global"] == 0 and set(m["seeds"]["noise"]) == {f"phantom_{k:04d}_0000" for k in range(3)}
     assert m["seeds"]["noise"]["phantom_0000_0000"]["625"] == derive_seed(0, "phantom_0000_0000", "625um", "noise")
     assert m["provenance"]["packages"]["monai"] and m["provenance"]["git"]["commit"]
-    assert m["config"]["backend"] == "astra" and m["config"]["forward_model"] == "strip"
+    assert m["config"]["backend"] == "torch" and m["config"]["forward_model"] == "strip"  # the defaults
 
 
 def test_noiseless_labels_make_noise_exactly_input_minus_label(tmp_path, capsys):

@@ -69,7 +69,7 @@ def test_batches_collate_with_their_simulation_meta(datalist):
     meta = batch["label"].meta
     assert torch.equal(meta["input_i0"], torch.tensor([3.6e4, 3.6e4], dtype=torch.float64))
     assert torch.isinf(meta["label_i0"]).all() and meta["noiseless_label"].all()
-    assert meta["backend"] == ["astra", "astra"] and meta["geometry"]["n_pixels"].tolist() == [32, 32]
+    assert meta["backend"] == ["torch", "torch"] and meta["geometry"]["n_pixels"].tolist() == [32, 32]
     assert batch["id"] == ["nifti0", "nifti1"]
 
 

@@ -35,6 +35,7 @@ from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tenso
 from ..attenuation import hu_to_mu, mu_to_hu, mu_water
 from ..fbp import filter_label
 from ..geometry import FanBeamGeometry
+from ..projectors import DEFAULT_BACKEND
 from ..simulate import DEFAULT_FORWARD_MODEL, LowDoseSimulator
 
 __all__ = [
@@ -403,7 +404,7 @@ class SimulateLowDose(Randomizable, Transform):
         geometry: the fan-beam scan; the input must be ``(C, n, n)`` with ``n = geometry.n_pixels``.
         i0: incident photons per detector element per view, > 0 (e.g. a preset's ``input_i0``).
         electronic_noise_std: Gaussian electronic noise in photons, >= 0. Default 0.
-        backend: projector backend, ``"astra"`` (default), ``"torch"`` or ``"tomosipo"``.
+        backend: projector backend, ``"torch"`` (default), ``"astra"`` or ``"tomosipo"``.
         forward_model: ``"strip"`` (default, no inverse crime) or ``"line"``.
         filter: FBP filter, one of :data:`ldct_sim.fbp.FILTERS`. Default ``"ram-lak"``.
         dtype: output dtype. Default ``torch.float32``.
@@ -425,7 +426,7 @@ class SimulateLowDose(Randomizable, Transform):
         geometry: FanBeamGeometry,
         i0: float,
         electronic_noise_std: float = 0.0,
-        backend: str = "astra",
+        backend: str = DEFAULT_BACKEND,
         forward_model: str = DEFAULT_FORWARD_MODEL,
         filter: str = "ram-lak",  # noqa: A002 - the name used across ldct_sim
         dtype=torch.float32,
@@ -482,7 +483,7 @@ class RandSimulateLowDose(RandomizableTransform):
         i0_range: Sequence[float],
         prob: float = 1.0,
         electronic_noise_std: float = 0.0,
-        backend: str = "astra",
+        backend: str = DEFAULT_BACKEND,
         forward_model: str = DEFAULT_FORWARD_MODEL,
         filter: str = "ram-lak",  # noqa: A002
         dtype=torch.float32,

@@ -29,6 +29,7 @@ from monai.transforms import MapTransform, Randomizable, RandomizableTransform
 from monai.utils import ensure_tuple_rep
 
 from ..geometry import FanBeamGeometry
+from ..projectors import DEFAULT_BACKEND
 from ..simulate import DEFAULT_FORWARD_MODEL, LowDoseSimulator
 from .array import (
     _MAX_SEED,
@@ -185,7 +186,7 @@ class SimulateLowDosed(Randomizable, MapTransform):
         geometry: FanBeamGeometry,
         i0: float,
         electronic_noise_std: float = 0.0,
-        backend: str = "astra",
+        backend: str = DEFAULT_BACKEND,
         forward_model: str = DEFAULT_FORWARD_MODEL,
         filter: str = "ram-lak",  # noqa: A002
         dtype=torch.float32,
@@ -231,7 +232,7 @@ class RandSimulateLowDosed(RandomizableTransform, MapTransform):
         i0_range: Sequence[float],
         prob: float = 1.0,
         electronic_noise_std: float = 0.0,
-        backend: str = "astra",
+        backend: str = DEFAULT_BACKEND,
         forward_model: str = DEFAULT_FORWARD_MODEL,
         filter: str = "ram-lak",  # noqa: A002
         dtype=torch.float32,
@@ -301,7 +302,7 @@ class SimulateLowDosePaird(Randomizable, MapTransform):
         label_key: str = "label",
         noise_key: str | None = None,
         electronic_noise_std: float = 0.0,
-        backend: str = "astra",
+        backend: str = DEFAULT_BACKEND,
         forward_model: str = DEFAULT_FORWARD_MODEL,
         filter: str = "ram-lak",  # noqa: A002
         dtype=torch.float32,

@@ -1,4 +1,4 @@
-"""Ignite handlers of the bundle: a resumable training checkpoint.
+"""Ignite handlers of the bundle: a resumable training checkpoint, and a check of the training's run folder.
 
 Needs only torch, ignite and MONAI.
 """
@@ -14,7 +14,7 @@ from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from .data import find_latest_checkpoint
 
-__all__ = ["TrainingCheckpoint"]
+__all__ = ["TrainingCheckpoint", "check_run_folder"]
 
 
 class TrainingCheckpoint:
@@ -58,6 +58,7 @@ class TrainingCheckpoint:
         self.logger = logging.getLogger(name)
         self._name = name
         self.resumed_from: str | None = None
+        self._saver: CheckpointSaver | None = None
 
     def attach(self, engine) -> None:
         if self._name is None:
@@ -70,10 +71,29 @@ class TrainingCheckpoint:
                 self.logger.info(f"TrainingCheckpoint: resuming from {latest}.")
                 CheckpointLoader(load_path=latest, load_dict=objects, map_location=self.map_location).attach(engine)
         os.makedirs(self.save_dir, exist_ok=True)
-        CheckpointSaver(
+        self._saver = CheckpointSaver(
             save_dir=self.save_dir, save_dict=objects, save_interval=self.save_interval, n_saved=1, epoch_level=True
-        ).attach(engine)
+        )
+        self._saver.attach(engine)
+        # MONAI's saver writes in place (DiskSaver(atomic=False)): a save cut short by a kill or a second
+        # Ctrl-C would leave a truncated newest checkpoint that the next run resumes from and fails on.
+        self._saver._interval_checkpoint.save_handler._atomic = True  # temporary file, then os.replace
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._remove_stale)
+
+    def save_now(self, engine) -> str | None:
+        """Write the checkpoint now, mid-epoch (a stopped run; :class:`scripts.interrupt.StopOnInterrupt` calls it).
+
+        The file is named after the epoch in progress, ``checkpoint_epoch=N.pt``, and holds the trainer's
+        iteration, so a resumed run continues inside epoch ``N`` at the next iteration. It replaces the
+        previous checkpoint. Returns its path (``None`` before :meth:`attach`).
+        """
+        if self._saver is None:
+            return None
+        interval = self._saver._interval_checkpoint  # ignite Checkpoint; no-op if this epoch's file is current
+        interval(engine)
+        self._remove_stale(engine)
+        path = interval.last_checkpoint
+        return None if path is None else os.fspath(path)
 
     def _remove_stale(self, engine) -> None:
         """Delete checkpoints older than the newest (left behind by an earlier, resumed run)."""
@@ -86,3 +106,31 @@ class TrainingCheckpoint:
                     os.remove(path)
                 except OSError:  # another process may have removed it
                     pass
+
+
+def check_run_folder(ckpt_dir: str, weights: tuple[str, ...] = ("model.pt", "model_final.pt")) -> str:
+    """Refuse to train into a folder holding weights that no training run of this bundle wrote there.
+
+    Training writes ``model.pt`` (best validation PSNR) and ``model_final.pt`` into ``ckpt_dir``, beside its
+    resumable ``checkpoint_epoch=N.pt``. A folder that holds such weights without a checkpoint, such as
+    the bundle's own ``models/`` (the shipped weights), was not written by a training run, and training
+    would replace the files in it. Called first in ``train.json``'s ``initialize``, before anything is written.
+
+    Returns:
+        ``ckpt_dir``.
+
+    Raises:
+        ValueError: ``ckpt_dir`` is a file, or holds one of ``weights`` and no ``checkpoint_*.pt``.
+    """
+    ckpt_dir = os.fspath(ckpt_dir)
+    if os.path.exists(ckpt_dir) and not os.path.isdir(ckpt_dir):
+        raise ValueError(f"--ckpt_dir {ckpt_dir!r} is a file, not a folder; pass a folder for the run (default runs/train).")
+    present = [w for w in weights if os.path.isfile(os.path.join(ckpt_dir, w))]
+    if present and find_latest_checkpoint(ckpt_dir) is None:
+        raise ValueError(
+            f"--ckpt_dir {ckpt_dir!r} holds {', '.join(present)} but no training checkpoint (checkpoint_epoch=N.pt): "
+            "these weights were not written by a training run here, and training would replace them. Train into "
+            "a run folder (default runs/train, e.g. --ckpt_dir runs/my_run), then export the weights you want to "
+            "ship with `python -m scripts.export runs/my_run/model.pt models/model.pt`."
+        )
+    return ckpt_dir
