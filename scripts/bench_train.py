@@ -13,6 +13,12 @@ reference) and for faster variants: ``torch.inference_mode``, the bundle's ``Sli
 reduced precision (bfloat16 autocast; float16 too on a GPU). Each variant's speed-up over the reference and
 its relative difference ``||a - b|| / ||b||`` from the reference output are tabulated.
 
+Precision (``--precision``, on by default): training images/s of both bundles' networks (the U-Net and
+CPCE-2D) on ``--patch-size``² patches in batches of ``--patch-batch`` (the real-data recipe's settings,
+``scripts/train_real_recipe.py``), float32 against bfloat16 autocast (``torch.autocast(device, bfloat16)``,
+loss and Adam in float32), in alternating rounds from the same weights and data, best round of each, and
+the speed-up. bfloat16 pays where the CPU has AVX-512 BF16 or AMX units (or on a GPU).
+
 Writes ``<out>/bench_train.json`` with the settings, the timings and provenance (git commit, package
 versions).
 
@@ -20,6 +26,7 @@ Usage:
     python scripts/bench_train.py --out bench
     python scripts/bench_train.py --size 128 --batch 8 --iters 10 --compile --out bench
     python scripts/bench_train.py --size 512 --batch 4 --iters 50 --device cuda --amp --out bench
+    python scripts/bench_train.py --no-workflow --no-inference --iters 1 --warmup 1 --out bench  # mostly bf16 vs fp32
 """
 
 from __future__ import annotations
@@ -58,6 +65,16 @@ def load_network_class():
     return _load_bundle_module("networks").LDCTUNet
 
 
+def load_cpce_class():
+    """The ``cpce_rfm_da`` bundle's ``CPCE2D`` (its ``networks.py`` imports only torch)."""
+    path = BUNDLE.parent / "cpce_rfm_da" / "scripts" / "networks.py"
+    spec = importlib.util.spec_from_file_location("cpce_rfm_da_networks", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.CPCE2D
+
+
 def load_inferer_class():
     """The bundle's ``SliceInferer2D``."""
     return _load_bundle_module("inferers").SliceInferer2D
@@ -83,10 +100,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--infer-size", type=int, default=512, help="inference slice side in pixels (default 512)")
     p.add_argument("--infer-iters", type=int, default=3,
                    help="timed inference passes per variant after one warm-up; the best counts (default 3)")
+    p.add_argument("--precision", action=argparse.BooleanOptionalAction, default=True,
+                   help="time float32 against bfloat16 autocast training for both bundles' networks (default on)")
+    p.add_argument("--patch-size", type=int, default=64, help="patch side for --precision (default 64)")
+    p.add_argument("--patch-batch", type=int, default=16, help="batch size for --precision (default 16)")
+    p.add_argument("--precision-iters", type=int, default=5, help="timed iterations per round for --precision (default 5)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="include torch.compile variants (slow to compile; default off)")
     args = p.parse_args(argv)
-    for name in ("size", "batch", "iters", "steps", "rounds", "infer_size", "infer_iters"):
+    for name in ("size", "batch", "iters", "steps", "rounds", "infer_size", "infer_iters", "patch_size", "patch_batch",
+                 "precision_iters"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.size % 16:
@@ -178,6 +201,55 @@ def time_training(args: argparse.Namespace, device: torch.device, amp: bool) -> 
         "trainer_images_per_second": args.batch / i_s,
         "trainer_overhead": i_s / p_s - 1.0,
     }
+
+
+def time_precision(args: argparse.Namespace, device: torch.device) -> dict:
+    """Training images/s in float32 and under bfloat16 autocast, for the U-Net and CPCE-2D, and the speed-ups.
+
+    One step is what ``scripts/train_real_recipe.py train`` runs: forward (autocast or not), MSE in
+    float32, backward, Adam. Both precisions start from the same weights and see the same batches; the
+    rounds alternate (fp32, bf16, fp32, ...) so that load from other processes hits both alike, and each
+    precision's best round counts.
+    """
+    gen = torch.Generator().manual_seed(args.seed + 2)
+    n, b = args.patch_size, args.patch_batch
+    batches = [(torch.rand(b, 1, n, n, generator=gen).to(device), torch.rand(b, 1, n, n, generator=gen).to(device))
+               for _ in range(args.precision_iters)]
+    out = {"patch_size": n, "batch": b, "iterations": args.precision_iters, "rounds": args.rounds, "device": str(device)}
+    for name, make in (("unet_ldct", load_network_class()), ("cpce_rfm_da", load_cpce_class())):
+        torch.manual_seed(args.seed)
+        init = make().state_dict()
+        best = {}
+        for _round in range(args.rounds):
+            for label, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
+                net = make().to(device).train()
+                net.load_state_dict(init)
+                opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+
+                def step(x, y):
+                    opt.zero_grad(set_to_none=True)
+                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                        pred = net(x)
+                    loss = torch.nn.functional.mse_loss(pred.float(), y)
+                    loss.backward()
+                    opt.step()
+
+                for _ in range(args.warmup):
+                    step(*batches[0])
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                t0 = time.perf_counter()
+                for x, y in batches:
+                    step(x, y)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                ips = b * len(batches) / (time.perf_counter() - t0)
+                best[label] = max(best.get(label, 0.0), ips)
+        out[name] = {"float32_images_per_second": best["float32"], "bfloat16_images_per_second": best["bfloat16"],
+                     "bf16_speedup": best["bfloat16"] / best["float32"]}
+        logger.info("%s training, batch %d of %d²: float32 %.1f images/s, bfloat16 autocast %.1f images/s (%.2fx)",
+                    name, b, n, best["float32"], best["bfloat16"], best["bfloat16"] / best["float32"])
+    return out
 
 
 def time_inference(args: argparse.Namespace, device: torch.device) -> dict:
@@ -374,6 +446,8 @@ def run(args: argparse.Namespace) -> dict:
             "overhead %+.1f%%", w["iterations"], w["rounds"], w["plain_images_per_second"],
             w["trainer_images_per_second"], 100 * w["trainer_overhead"],
         )
+    if args.precision:
+        record["precision"] = time_precision(args, device)
     if args.inference:
         record["inference"] = time_inference(args, device)
         logger.info("%s", format_inference_table(record["inference"]))

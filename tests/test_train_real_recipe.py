@@ -1,0 +1,146 @@
+"""The real-data training recipe (scripts/train_real_recipe.py): simulated draws, the patch sampler's dose law,
+weight export; and the shipped weights on the 15 public AAPM–Mayo pairs (skipped without ../shared)."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bundle_loading import bundle_scripts
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "train_real_recipe.py"
+PAIRS = REPO.parent / "shared" / "real_ldct" / "dev_pairs.npz"
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("train_real_recipe", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("train_real_recipe", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _disc_slices(tmp_path, n=2, size=32):
+    """``n`` water discs in air (HU), with a JSON sidecar giving 0.74 mm pixels."""
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    hu = np.where(np.hypot(yy, xx) < size * 0.4, 0.0, -1000.0).astype(np.int16)
+    path = tmp_path / "nd.npz"
+    np.savez(path, hu=np.stack([hu] * n))
+    path.with_suffix(".json").write_text(json.dumps([{"id": f"s{i}", "patient": f"P{i}", "pixel_spacing_mm": 0.74} for i in range(n)]))
+    return path
+
+
+def _simulate(rec, npz, out, seed=0):
+    rec.main(["simulate", "--npz", str(npz), "--out", str(out), "--realisations", "1", "--views", "64",
+              "--kernel-groups", "hann;ram-lak", "--scale-jitter", "0", "--seed", str(seed), "--threads", "1"])
+
+
+def test_simulate_writes_seeded_noise_whose_texture_follows_the_kernel(tmp_path):
+    rec = _recipe()
+    npz = _disc_slices(tmp_path)
+    _simulate(rec, npz, tmp_path / "a")
+    _simulate(rec, npz, tmp_path / "b")
+    files = sorted(p.name for p in (tmp_path / "a").glob("*.npz"))
+    assert files == ["000_0.npz", "001_0.npz"]
+    man = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert [d["patient"] for d in man["draws"]] == ["P0", "P1"]
+    with np.load(tmp_path / "a" / "000_0.npz") as d, np.load(tmp_path / "b" / "000_0.npz") as e:
+        assert list(d["kernels"]) == ["hann", "ram-lak"]
+        assert d["noise_hu"].shape == (2, 32, 32) and d["noise_hu"].dtype == np.float16
+        np.testing.assert_array_equal(d["noise_hu"], e["noise_hu"])  # same seed, same noise
+        body = d["image_hu"] > -500
+        smooth, sharp = (float(n.astype(np.float32)[body].std()) for n in d["noise_hu"])
+        # Hann apodisation keeps less high-frequency noise than the bare ramp
+        assert 0 < smooth < 0.8 * sharp
+    _simulate(rec, npz, tmp_path / "c", seed=1)
+    with np.load(tmp_path / "a" / "000_0.npz") as d, np.load(tmp_path / "c" / "000_0.npz") as e:
+        assert not np.array_equal(d["noise_hu"], e["noise_hu"])
+
+
+def test_patch_sampler_scales_noise_as_one_over_sqrt_dose(tmp_path):
+    rec = _recipe()
+    data = tmp_path / "sim"
+    data.mkdir()
+    gen = np.random.default_rng(0)
+    np.savez(data / "000_0.npz", image_hu=np.zeros((48, 48), np.float32),
+             noise_hu=(10.0 * gen.standard_normal((1, 48, 48))).astype(np.float16), kernels=np.array(["cosine"]),
+             pixel_mm=0.74, i0_ref=1e5, source="s", patient="P0")
+
+    def noise_sd(i0):
+        s = rec.PatchSampler(str(data), 32, (i0, i0), intensity_jitter=0.0, seed=3)
+        x, y = s.sample(8)
+        assert x.shape == y.shape == (8, 1, 32, 32)
+        assert torch.all(y == 0)  # label: the anatomy itself
+        return float((x - y).std())
+
+    sd_ref, sd_quarter = noise_sd(1e5), noise_sd(2.5e4)
+    assert sd_ref == pytest.approx(10.0, rel=0.1)
+    assert sd_quarter == pytest.approx(2 * sd_ref, rel=1e-3)  # a quarter of the dose, twice the noise
+    a, b = (rec.PatchSampler(str(data), 32, (1e4, 3e5), seed=5).sample(4) for _ in range(2))
+    assert torch.equal(a[0], b[0])  # seeded
+    assert rec.PatchSampler(str(data), 32, (1e4, 3e5), exclude_patients=("P1",)).images
+    with pytest.raises(SystemExit, match="no simulated draws"):
+        rec.PatchSampler(str(data), 32, (1e4, 3e5), exclude_patients=("P0",))
+
+
+def test_export_round_trips_and_refuses_foreign_weights(tmp_path):
+    shipped = REPO / "bundles" / "cpce_rfm_da" / "models" / "model.pt"
+    dest = tmp_path / "model.pt"
+    cmd = [sys.executable, str(SCRIPT), "export", "--bundle", "cpce_rfm_da", "--ckpt", str(shipped), "--dest", str(dest)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = torch.load(shipped, weights_only=True), torch.load(dest, weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": {"foo": torch.zeros(1)}}, bad)
+    dest2 = tmp_path / "nothing.pt"
+    cmd[cmd.index(str(shipped))], cmd[-1] = str(bad), str(dest2)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "foo" in done.stderr
+    assert not dest2.exists()
+
+
+# ------------------------------------------------------------------------------------------------ real pairs
+#: body RMSE cut vs the quarter-dose input the shipped weights must keep on central 256² crops of the
+#: public pairs (full-image numbers, measured by scripts/bench_real.py, are in the model cards)
+MIN_CUT = {"B30f": 0.30, "D45f": 0.40}
+GAUSS_SIGMA = {"B30f": 0.6, "D45f": 0.7}  # about the best σ (pixels) per kernel on these pairs
+
+
+@pytest.mark.skipif(not PAIRS.is_file(), reason="../shared/real_ldct (the public AAPM–Mayo pairs) is absent")
+@pytest.mark.parametrize("bundle", ["unet_ldct", "cpce_rfm_da"])
+def test_shipped_weights_beat_the_input_and_a_gaussian_on_real_pairs(bundle):
+    from scipy.ndimage import gaussian_filter
+
+    rec = _recipe()
+    records = json.loads(PAIRS.with_suffix(".json").read_text())
+    with np.load(PAIRS) as d:
+        qd, fd = d["quarter_dose_hu"].astype(np.float32), d["full_dose_hu"].astype(np.float32)
+    nets = bundle_scripts(bundle).networks
+    net = nets.LDCTUNet() if bundle == "unet_ldct" else nets.CPCE2D()
+    state = torch.load(REPO / "bundles" / bundle / "models" / "model.pt", weights_only=True)
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    net.eval()
+    torch.set_num_threads(1)
+    c = slice(128, 384)  # the central 256² crop: the body, and fast
+    for kernel, min_cut in MIN_CUT.items():
+        idx = [i for i, r in enumerate(records) if rec.kernel_group(r) == kernel][:3]
+        inp, out, gau = [], [], []
+        for i in idx:
+            q, f = qd[i][c, c], fd[i][c, c]
+            with torch.inference_mode():
+                y = rec.from_net(net(rec.to_net(torch.from_numpy(q)[None, None], bundle)), bundle)[0, 0].numpy()
+            inp.append(rec.body_rmse(q, f))
+            out.append(rec.body_rmse(y, f))
+            gau.append(rec.body_rmse(gaussian_filter(q, GAUSS_SIGMA[kernel]), f))
+        cut, gauss_cut = 1 - np.mean(out) / np.mean(inp), 1 - np.mean(gau) / np.mean(inp)
+        print(f"{bundle} {kernel}: input {np.mean(inp):.1f} HU, denoised {np.mean(out):.1f} HU ({100 * cut:.0f}%), "
+              f"Gaussian σ={GAUSS_SIGMA[kernel]} {100 * gauss_cut:.0f}%")
+        assert cut >= min_cut
+        assert cut >= gauss_cut + 0.10
