@@ -112,9 +112,16 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def resolution_dirname(res_um: float) -> str:
-    """Folder of one resolution: ``res62.5um``, ``res625um``."""
+def resolution_dirname(res_um: float | str) -> str:
+    """Folder of one resolution: ``res62.5um``, ``res625um``; of a scanner profile: its name."""
+    if isinstance(res_um, str):
+        return res_um
     return f"res{float(res_um):g}um"
+
+
+def _unit_label(unit: float | str) -> str:
+    """How a unit (a preset resolution in µm, or a profile's name) appears in seeds, records and logs."""
+    return unit if isinstance(unit, str) else f"{unit:g}um"
 
 
 @dataclass(frozen=True)
@@ -138,9 +145,17 @@ class DatasetConfig:
         energy_kev: energy for HU → μ in keV. Default 60.
         phantom_size: side of procedural phantoms in pixels, before resampling. Default 512.
         interp_mode: resampling interpolation. Default ``"bilinear"``.
+        profile: a :class:`~ldct_sim.profile.ScannerProfile` (or its file, shipped name or dict) to simulate
+            with instead of the presets: every slice keeps its own pixel size and size (non-square
+            slices are padded with air to a square), the FBP kernel, energy and electronic noise are the
+            profile's, the input dose defaults to its ``i0`` and the label dose to its ``full_dose_i0``.
+            ``resolutions``, ``mode``, ``n_pixels``, ``filter``, ``energy_kev`` and
+            ``electronic_noise_std`` are then not used (``resolutions`` must be empty or left at its
+            default); outputs go to ``OUT/<profile name>/``. Stored as the profile's dict without its
+            fit record.
 
     Raises:
-        ValueError: unknown preset, mode, backend, model or filter; bad doses or split.
+        ValueError: unknown preset, mode, backend, model or filter; bad doses or split; a bad profile.
     """
 
     resolutions: tuple[float, ...] = tuple(PAPER_PRESETS)
@@ -160,13 +175,28 @@ class DatasetConfig:
     energy_kev: float = 60.0
     phantom_size: int = 512
     interp_mode: str = "bilinear"
+    profile: dict | None = None
 
     def __post_init__(self):
         where = "DatasetConfig"
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass setter
-        if not self.resolutions:
+        if self.profile is not None:
+            from .profile import load_profile
+
+            try:
+                d = load_profile(self.profile).to_dict()
+            except (FileNotFoundError, TypeError, ValueError) as err:
+                raise ValueError(f"{where}: `profile`: {err}") from err
+            for key in ("fit", "provenance", "full_dose_i0"):
+                d.pop(key, None)
+            set_("profile", d)
+            if tuple(self.resolutions) not in ((), tuple(PAPER_PRESETS)):
+                raise ValueError(f"{where}: give `resolutions` or `profile`, not both (a profile keeps each slice's own grid).")
+            set_("resolutions", ())
+        elif not self.resolutions:
             raise ValueError(f"{where}: `resolutions` must name at least one preset, got {self.resolutions!r}.")
-        set_("resolutions", tuple(sorted({get_preset(r).resolution_um for r in self.resolutions})))
+        else:
+            set_("resolutions", tuple(sorted({get_preset(r).resolution_um for r in self.resolutions})))
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"{where}: `seed` must be a non-negative integer, got {self.seed!r}.")
         split = tuple(float(s) for s in self.split)
@@ -196,24 +226,48 @@ class DatasetConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
                 raise ValueError(f"{where}: `{name}` must be a positive integer, got {v!r}.")
+        if self.profile is not None and self.n_pixels is not None:
+            raise ValueError(f"{where}: `n_pixels` is not used with a `profile`: each slice keeps its own size.")
         for r in self.resolutions:
             self.geometry(r)  # geometry errors surface before any work
 
-    def geometry(self, res_um: float) -> FanBeamGeometry:
-        """The preset geometry at ``res_um`` with the ``n_pixels``/``n_views`` overrides."""
+    @property
+    def units(self) -> tuple:
+        """What outputs are made for: the preset resolutions in µm, or the profile's name."""
+        return (self.profile["name"],) if self.profile is not None else self.resolutions
+
+    def scanner_profile(self):
+        """The :class:`~ldct_sim.profile.ScannerProfile` (``None`` without one)."""
+        from .profile import ScannerProfile
+
+        return None if self.profile is None else ScannerProfile.from_dict(self.profile)
+
+    def geometry(self, res_um: float | str, spacing_mm: float | None = None, n_pixels: int | None = None) -> FanBeamGeometry:
+        """The preset geometry at ``res_um`` with the ``n_pixels``/``n_views`` overrides; with a profile
+        (``res_um`` its name), the profile's geometry for a slice of ``spacing_mm`` pixels and side ``n_pixels``."""
+        if self.profile is not None:
+            changes = {} if self.n_views is None else {"n_views": self.n_views}
+            return self.scanner_profile().geometry(spacing_mm, n_pixels, **changes)
         changes = {k: v for k, v in (("n_pixels", self.n_pixels), ("n_views", self.n_views)) if v is not None}
         return get_preset(res_um).geometry(**changes)
 
-    def doses(self, res_um: float) -> tuple[float, float | None]:
-        """``(input I0, label I0)`` in photons at ``res_um``; the label's is ``None`` when noiseless."""
-        p = get_preset(res_um)
-        label = None if self.noiseless_label else float(self.label_i0 or p.label_i0)
-        return float(self.input_i0 or p.input_i0), label
+    def doses(self, res_um: float | str) -> tuple[float, float | None]:
+        """``(input I0, label I0)`` in photons at ``res_um`` (or for the profile); the label's is ``None`` when noiseless."""
+        if self.profile is not None:
+            prof = self.scanner_profile()
+            default_in, default_label = prof.i0, prof.full_dose_i0
+        else:
+            p = get_preset(res_um)
+            default_in, default_label = p.input_i0, p.label_i0
+        label = None if self.noiseless_label else float(self.label_i0 or default_label)
+        return float(self.input_i0 or default_in), label
 
     def settings(self) -> dict:
         """The settings shared by all resolutions (everything but ``resolutions``), as plain JSON."""
         d = dataclasses.asdict(self)
         d.pop("resolutions")
+        if d["profile"] is None:  # absent rather than null: datasets made before profiles keep their fingerprints
+            d.pop("profile")
         d["split"] = list(d["split"])
         if d["input_i0_range"] is not None:
             d["input_i0_range"] = list(d["input_i0_range"])
@@ -222,9 +276,10 @@ class DatasetConfig:
     def to_dict(self) -> dict:
         return {"resolutions": list(self.resolutions), **self.settings()}
 
-    def fingerprint(self, res_um: float) -> str:
-        """Hash of everything that determines the outputs at ``res_um``; stored in every record."""
-        blob = json.dumps({**self.settings(), "resolution_um": float(res_um)}, sort_keys=True)
+    def fingerprint(self, res_um: float | str) -> str:
+        """Hash of everything that determines the outputs at ``res_um`` (or the profile); stored in every record."""
+        unit = {"profile_unit": res_um} if isinstance(res_um, str) else {"resolution_um": float(res_um)}
+        blob = json.dumps({**self.settings(), **unit}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -385,21 +440,22 @@ def _write_nifti(path: Path, image: np.ndarray, affine: np.ndarray, descrip: str
     os.replace(tmp, path)
 
 
-def _loads(path: Path, n: int) -> bool:
+def _loads(path: Path, n: int | None) -> bool:
     import nibabel as nib
 
     try:
         data = np.asanyarray(nib.load(path).dataobj)
     except Exception:  # noqa: BLE001 - a truncated or corrupt file raises anything; it is recomputed
         return False
-    return data.shape[:2] == (n, n) and bool(np.isfinite(data).all())
+    square = data.shape[0] == data.shape[1] if n is None else data.shape[:2] == (n, n)  # None: the slice's own side
+    return square and bool(np.isfinite(data).all())
 
 
 def _files(job_id: str) -> dict[str, str]:
     return {key: f"{role}/{job_id}.nii.gz" for role, key in ROLES.items()}
 
 
-def _is_done(res_dir: Path, sid: str, fingerprint: str, n: int, *, verify: bool = True) -> bool:
+def _is_done(res_dir: Path, sid: str, fingerprint: str, n: int | None, *, verify: bool = True) -> bool:
     rec = _read_json(res_dir / "records" / f"{sid}.json")
     if not isinstance(rec, dict) or rec.get("fingerprint") != fingerprint:
         return False
@@ -508,11 +564,24 @@ def build_dataset(
             "resample": ResampleToResolution(g.pixel_size_mm, g.n_pixels, config.mode, config.interp_mode, pad_value=0.0),
             "sim": LowDoseSimulator(g, config.backend, config.forward_model, config.filter, config.electronic_noise_std),
         }
-    to_mu = HUToMu(config.energy_kev)
+    energy_kev = config.energy_kev
+    if config.profile is not None:  # one unit; geometry and simulator per slice grid (_ProfileSimulators)
+        prof = config.scanner_profile()
+        energy_kev = prof.energy_kev
+        per_res[prof.name] = {
+            "dir": out / resolution_dirname(prof.name),
+            "geometry": None,
+            "doses": config.doses(prof.name),
+            "fingerprint": config.fingerprint(prof.name),
+            "resample": None,
+            "sim": _ProfileSimulators(config),
+        }
+    to_mu = HUToMu(energy_kev)
 
     bar = tqdm(mine, desc=f"ldct_sim shard {i_shard}/{n_shard}", unit="slice", disable=None if progress is None else not progress)
     for job in bar:
-        todo = [r for r, p in per_res.items() if not _is_done(p["dir"], job.slice_id, p["fingerprint"], p["geometry"].n_pixels)]
+        todo = [r for r, p in per_res.items()
+                if not _is_done(p["dir"], job.slice_id, p["fingerprint"], p["geometry"].n_pixels if p["geometry"] else None)]
         summary.skipped += len(per_res) - len(todo)
         if todo:
             _run_job(job, todo, per_res, sources, config, to_mu, summary)
@@ -542,24 +611,56 @@ def _run_job(job: _Job, todo, per_res, sources, config: DatasetConfig, to_mu, su
             summary.written += 1
         except Exception as err:  # noqa: BLE001 - one bad slice must not stop a long build; it is reported
             reason = f"{type(err).__name__}: {err}"
-            logger.warning("failed %s at %g um: %s", job.slice_id, r, reason, exc_info=logger.isEnabledFor(logging.DEBUG))
+            logger.warning("failed %s at %s: %s", job.slice_id, _unit_label(r), reason, exc_info=logger.isEnabledFor(logging.DEBUG))
             summary.failures.append({"path": job.path or "phantom", "slice_id": job.slice_id, "resolution_um": r, "reason": reason})
 
 
-def _simulate_one(job: _Job, res_um: float, p: dict, mu, spacing, shape, config: DatasetConfig) -> None:
+class _ProfileSimulators:
+    """A scanner profile's simulators, one per slice grid (pixel size, side), made on first use."""
+
+    def __init__(self, config: DatasetConfig):
+        self.config = config
+        self.profile = config.scanner_profile()
+        self._cache: dict[tuple[float, int], LowDoseSimulator] = {}
+
+    def grid(self, spacing_mm, shape) -> tuple[float, int]:
+        """The slice's own grid: its (finer) pixel size, and the side of the square covering it."""
+        px = float(min(spacing_mm))
+        side = max(int(round(n * float(s) / px)) for n, s in zip(shape[-2:], spacing_mm))
+        return px, side
+
+    def __call__(self, pixel_size_mm: float, n_pixels: int) -> LowDoseSimulator:
+        key = (round(pixel_size_mm, 9), n_pixels)
+        if key not in self._cache:
+            c = self.config
+            self._cache[key] = LowDoseSimulator(
+                c.geometry(self.profile.name, pixel_size_mm, n_pixels), c.backend, c.forward_model,
+                self.profile.kernel, self.profile.electronic_noise_std,
+            )
+        return self._cache[key]
+
+
+def _simulate_one(job: _Job, res_um: float | str, p: dict, mu, spacing, shape, config: DatasetConfig) -> None:
     input_i0, label_i0 = p["doses"]
+    unit = _unit_label(res_um)
     if config.input_i0_range is not None:
         lo, hi = config.input_i0_range
-        dose_rng = np.random.default_rng(derive_seed(config.seed, job.slice_id, f"{res_um:g}um", "dose"))
+        dose_rng = np.random.default_rng(derive_seed(config.seed, job.slice_id, unit, "dose"))
         input_i0 = float(math.exp(dose_rng.uniform(math.log(lo), math.log(hi))))
-    seed = derive_seed(config.seed, job.slice_id, f"{res_um:g}um", "noise")
-    mu_r = p["resample"](mu)
-    low, label, noise = simulate_low_dose_pair(p["sim"], mu_r.as_tensor(), input_i0, label_i0, seed=seed)
+    seed = derive_seed(config.seed, job.slice_id, unit, "noise")
+    if p["resample"] is None:  # a profile: the slice keeps its own grid (padded with air to a square)
+        px, side = p["sim"].grid(spacing, shape)
+        sim = p["sim"](px, side)
+        mu_r = ResampleToResolution(px, side, "physical", config.interp_mode, pad_value=0.0)(mu)
+    else:
+        sim = p["sim"]
+        mu_r = p["resample"](mu)
+    low, label, noise = simulate_low_dose_pair(sim, mu_r.as_tensor(), input_i0, label_i0, seed=seed)
     affine = mu_r.affine.numpy()
     files = _files(job.slice_id)
     label_txt = "noiseless" if label_i0 is None else f"I0={label_i0:.4g}"
     for (role, key), img, what in zip(ROLES.items(), (low, label, noise), (f"I0={input_i0:.4g}", label_txt, "noise")):
-        desc = f"ldct_sim {role} mu cm-1 {res_um:g}um {what}"
+        desc = f"ldct_sim {role} mu cm-1 {unit} {what}"
         _write_nifti(p["dir"] / files[key], img[0].numpy(), affine, desc)
     record = {
         "id": job.slice_id,
@@ -569,6 +670,7 @@ def _simulate_one(job: _Job, res_um: float, p: dict, mu, spacing, shape, config:
         "source": job.path or "phantom",
         "phantom_seed": job.phantom_seed,
         "resolution_um": res_um,
+        "pixel_size_mm": sim.geometry.pixel_size_mm,
         "seed": seed,
         "input_i0": input_i0,
         "label_i0": label_i0,
@@ -607,35 +709,43 @@ def write_index(out_dir) -> dict:
     done: set[tuple[str, float]] = set()
     seeds: dict[str, dict[str, int]] = {}
     resolutions = {}
-    for r in config.resolutions:
+    for r in config.units:
         res_dir = out / resolution_dirname(r)
-        fp, n = config.fingerprint(r), config.geometry(r).n_pixels
+        fp, n = config.fingerprint(r), (None if config.profile is not None else config.geometry(r).n_pixels)
         lists: dict[str, list] = {s: [] for s in SPLITS}
         for s in slices:
             rec = _read_json(res_dir / "records" / f"{s['slice_id']}.json")
             if not (isinstance(rec, dict) and _is_done(res_dir, s["slice_id"], fp, n, verify=False)):
                 continue
             done.add((s["slice_id"], r))
-            seeds.setdefault(s["slice_id"], {})[f"{r:g}"] = rec["seed"]
+            seeds.setdefault(s["slice_id"], {})[_unit_label(r).removesuffix("um")] = rec["seed"]
             lists[s["split"]].append(
                 {**rec["files"], "id": s["slice_id"], "group": s["group_id"], "seed": rec["seed"], "input_i0": rec["input_i0"]}
             )
         input_i0, label_i0 = config.doses(r)
         if config.input_i0_range is not None:
             input_i0 = "log-uniform in [{:g}, {:g}] per slice".format(*config.input_i0_range)
-        g = config.geometry(r)
+        if config.profile is not None:
+            geometry = {k: config.profile[k] for k in ("sod_mm", "sdd_mm", "det_pixel_mm", "n_views")}
+            if config.n_views is not None:
+                geometry["n_views"] = config.n_views
+            geometry["pixel_size_mm"] = "each slice's own (see its record)"
+        else:
+            geometry = config.geometry(r).to_dict()
         header = {
-            "name": f"ldct_sim {r:g} um",
+            "name": f"ldct_sim {_unit_label(r).removesuffix('um')}{'' if config.profile is not None else ' um'}",
             "description": f"Simulated LDCT pairs, mu in cm-1, image=input at I0 {input_i0}, label="
             + ("noiseless" if label_i0 is None else f"I0 {label_i0:g}"),
-            "resolution_um": r,
+            "resolution_um": None if config.profile is not None else r,
             "input_i0": input_i0,
             "label_i0": label_i0,
-            "geometry": g.to_dict(),
+            "geometry": geometry,
         }
+        if config.profile is not None:
+            header["profile"] = config.profile
         if res_dir.exists() or any(lists.values()):
             _write_json(res_dir / "datalist.json", {**header, **lists})
-        resolutions[f"{r:g}"] = {
+        resolutions[_unit_label(r).removesuffix("um") if config.profile is None else r] = {
             **header,
             "datalist": f"{resolution_dirname(r)}/datalist.json",
             "fingerprint": fp,
@@ -649,7 +759,7 @@ def write_index(out_dir) -> dict:
         key = (f.get("path"), f.get("slice_id"), f.get("resolution_um"))
         if key in seen or (f.get("slice_id"), f.get("resolution_um")) in done:
             continue
-        if f.get("slice_id") and f.get("resolution_um") is None and all((f["slice_id"], r) in done for r in config.resolutions):
+        if f.get("slice_id") and f.get("resolution_um") is None and all((f["slice_id"], r) in done for r in config.units):
             continue
         seen.add(key)
         failures.append(f)
@@ -658,12 +768,12 @@ def write_index(out_dir) -> dict:
         "input": inv["input"],
         "config": config.to_dict(),
         "units": {"image": "linear attenuation mu, cm^-1", "length": "mm", "i0": "photons per detector element per view"},
-        "energy_kev": config.energy_kev,
+        "energy_kev": config.energy_kev if config.profile is None else config.profile["energy_kev"],
         "resolutions": resolutions,
         "split_by": inv["split_by"],
         "counts": {
             "slices": len(slices),
-            "expected": len(slices) * len(config.resolutions),
+            "expected": len(slices) * len(config.units),
             "done": len(done),
             "failed": len(failures),
             "splits": dict(Counter(s["split"] for s in slices)),

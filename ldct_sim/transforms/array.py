@@ -39,6 +39,7 @@ from ..projectors import DEFAULT_BACKEND
 from ..simulate import DEFAULT_FORWARD_MODEL, LowDoseSimulator
 
 __all__ = [
+    "SimulatorSource",
     "HUToMu",
     "MuToHU",
     "ResampleToResolution",
@@ -183,6 +184,76 @@ def resample_slice(
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None].to(x.dtype)
     out = F.grid_sample((x - pad_value)[None], grid, mode=interp_mode, padding_mode="zeros", align_corners=False)
     return out[0] + pad_value
+
+
+class SimulatorSource:
+    """The simulator for an input: one fixed-geometry simulator, or, with a scanner profile, one per input grid.
+
+    With a :class:`~ldct_sim.profile.ScannerProfile` (or its file, shipped name or dict) and no
+    ``geometry``, each input keeps its own grid: the pixel size comes from the MetaTensor's affine and
+    the side from its shape (square slices with square pixels; resample others first with
+    ``ResampleToResolution(..., mode="physical")``), and the profile fixes the scanner geometry, FBP kernel
+    and electronic noise. With both ``geometry`` and ``profile`` the profile's kernel and noise run on
+    that geometry. Simulators are cached per grid.
+
+    Args:
+        where: the owning transform's name, for messages.
+        geometry: a fixed :class:`FanBeamGeometry`, or ``None`` with a profile.
+        profile: a scanner profile, or ``None``.
+        backend, forward_model: simulation engine. ``filter``, ``electronic_noise_std``: used without a profile
+            (with one they must stay at their defaults, ``"ram-lak"`` and 0).
+
+    Raises:
+        ValueError: neither ``geometry`` nor ``profile``; ``filter`` or ``electronic_noise_std`` given with a profile.
+        TypeError: ``geometry`` is not a :class:`FanBeamGeometry`.
+    """
+
+    def __init__(self, where: str, geometry, profile, backend: str, forward_model: str, filter, electronic_noise_std: float):  # noqa: A002
+        from ..profile import load_profile
+
+        self.where = where
+        self.profile = None if profile is None else load_profile(profile)
+        if self.profile is not None:
+            if filter != "ram-lak" or float(electronic_noise_std) != 0.0:
+                raise ValueError(f"{where}: give `filter`/`electronic_noise_std` or `profile`, not both: the profile fixes them.")
+            filter, electronic_noise_std = self.profile.kernel, self.profile.electronic_noise_std  # noqa: A001
+        elif geometry is None:
+            raise ValueError(f"{where}: give a `geometry` or a scanner `profile`.")
+        if geometry is not None and not isinstance(geometry, FanBeamGeometry):
+            raise TypeError(f"{where}: `geometry` must be a FanBeamGeometry, got {type(geometry).__name__}.")
+        self.args = {"backend": backend, "forward_model": forward_model, "filter": filter,
+                     "electronic_noise_std": electronic_noise_std}
+        self.fixed = None if geometry is None else LowDoseSimulator(geometry, **self.args)
+        self._cache: dict[tuple[float, int], LowDoseSimulator] = {}
+
+    @property
+    def n_pixels(self) -> int | None:
+        """The fixed geometry's image side, or ``None`` when each input brings its own."""
+        return None if self.fixed is None else self.fixed.geometry.n_pixels
+
+    def __call__(self, img) -> LowDoseSimulator:
+        """The simulator for ``img`` (``(C, H, W)``, a MetaTensor when the grid comes from the input)."""
+        if self.fixed is not None:
+            return self.fixed
+        if not isinstance(img, (np.ndarray, torch.Tensor)) or img.ndim < 2:
+            raise TypeError(f"{self.where}: `img` must be a (C, H, W) MetaTensor, got {type(img).__name__}.")
+        spacing = _spacing_from(img if isinstance(img, MetaTensor) else None, None, self.where)
+        h, w = img.shape[-2:]
+        if spacing is None:
+            raise ValueError(
+                f"{self.where}: with a scanner `profile` the pixel size comes from the input's affine; give a MetaTensor "
+                "(e.g. from LoadImaged) or a fixed `geometry`."
+            )
+        if h != w or not math.isclose(spacing[0], spacing[1], rel_tol=1e-4):
+            raise ValueError(
+                f"{self.where}: a scanner `profile` simulates square slices with square pixels, got {h}x{w} pixels of "
+                f"{spacing[0]:.4g}x{spacing[1]:.4g} mm; resample first with ResampleToResolution(pixel_size_mm, n_pixels, "
+                "mode='physical')."
+            )
+        key = (round(spacing[0], 9), int(h))
+        if key not in self._cache:
+            self._cache[key] = LowDoseSimulator(self.profile.geometry(spacing[0], int(h)), **self.args)
+        return self._cache[key]
 
 
 def simulation_meta(simulator: LowDoseSimulator, i0: float | None, seed: int | None) -> dict:
@@ -402,12 +473,18 @@ class SimulateLowDose(Randomizable, Transform):
 
     Args:
         geometry: the fan-beam scan; the input must be ``(C, n, n)`` with ``n = geometry.n_pixels``.
-        i0: incident photons per detector element per view, > 0 (e.g. a preset's ``input_i0``).
+            May be ``None`` with a ``profile``: each input then keeps its own grid (see :class:`SimulatorSource`).
+        i0: incident photons per detector element per view, > 0 (e.g. a preset's ``input_i0``); default
+            the profile's ``i0`` when a profile is given.
         electronic_noise_std: Gaussian electronic noise in photons, >= 0. Default 0.
         backend: projector backend, ``"torch"`` (default), ``"astra"`` or ``"tomosipo"``.
         forward_model: ``"strip"`` (default, no inverse crime) or ``"line"``.
-        filter: FBP filter, one of :data:`ldct_sim.fbp.FILTERS`. Default ``"ram-lak"``.
+        filter: FBP filter, one of :data:`ldct_sim.fbp.FILTERS` or an :class:`~ldct_sim.fbp.ApodizedRamp`.
+            Default ``"ram-lak"``.
         dtype: output dtype. Default ``torch.float32``.
+        profile: a :class:`~ldct_sim.profile.ScannerProfile` (or its JSON file, shipped name or dict): its
+            geometry (for the input's own grid when ``geometry`` is None), kernel, electronic noise and
+            default dose. Default None.
 
     Input ``(C, n, n)`` μ in cm⁻¹ (channels are independent images); output the same shape in cm⁻¹,
     with meta entries ``resolution_um``, ``i0``, ``seed``, ``geometry``, ``backend``, ``forward_model``,
@@ -423,33 +500,45 @@ class SimulateLowDose(Randomizable, Transform):
 
     def __init__(
         self,
-        geometry: FanBeamGeometry,
-        i0: float,
+        geometry: FanBeamGeometry | None = None,
+        i0: float | None = None,
         electronic_noise_std: float = 0.0,
         backend: str = DEFAULT_BACKEND,
         forward_model: str = DEFAULT_FORWARD_MODEL,
         filter: str = "ram-lak",  # noqa: A002 - the name used across ldct_sim
         dtype=torch.float32,
+        profile=None,
     ) -> None:
-        self.i0 = _check_dose(type(self).__name__, "i0", i0)
-        self.simulator = LowDoseSimulator(
-            geometry, backend=backend, forward_model=forward_model, filter=filter, electronic_noise_std=electronic_noise_std
-        )
+        where = type(self).__name__
+        self.source = SimulatorSource(where, geometry, profile, backend, forward_model, filter, electronic_noise_std)
+        if i0 is None and self.source.profile is None:
+            raise ValueError(f"{where}: `i0` (photons per detector element per view) is required without a `profile`.")
+        self.i0 = _check_dose(where, "i0", self.source.profile.i0 if i0 is None else i0)
         self.dtype = dtype
         self._seed: int | None = None
 
     @property
-    def geometry(self) -> FanBeamGeometry:
-        return self.simulator.geometry
+    def simulator(self) -> LowDoseSimulator | None:
+        """The fixed-geometry simulator (``None`` when a profile takes each input's own grid)."""
+        return self.source.fixed
+
+    @property
+    def profile(self):
+        return self.source.profile
+
+    @property
+    def geometry(self) -> FanBeamGeometry | None:
+        return None if self.source.fixed is None else self.source.fixed.geometry
 
     def randomize(self, data=None) -> None:
         self._seed = int(self.R.randint(0, _MAX_SEED))
 
     def apply(self, img: NdarrayOrTensor, i0: float, seed: int | None) -> NdarrayOrTensor:
         """Simulate at ``i0`` with noise seed ``seed``, without touching the random state."""
-        img, t = _as_slices(img, type(self).__name__, self.geometry.n_pixels)
-        out = self.simulator.run(t, [i0], noiseless=False, seed=seed).low_dose[0]
-        return _wrap(out, img, self.simulator, simulation_meta(self.simulator, i0, seed), self.dtype)
+        sim = self.source(img)  # before the conversion, which gives plain arrays an identity affine
+        img, t = _as_slices(img, type(self).__name__, self.source.n_pixels)
+        out = sim.run(t, [i0], noiseless=False, seed=seed).low_dose[0]
+        return _wrap(out, img, sim, simulation_meta(sim, i0, seed), self.dtype)
 
     def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
         """Simulate; ``randomize=False`` reuses the last drawn seed (how dict twins share one draw)."""
@@ -466,10 +555,10 @@ class RandSimulateLowDose(RandomizableTransform):
     trained over a range of doses rather than a single one.
 
     Args:
-        geometry: the fan-beam scan.
+        geometry: the fan-beam scan (``None`` with a ``profile``: each input's own grid).
         i0_range: ``(low, high)`` incident photons per detector element per view, 0 < low <= high.
         prob: probability of simulating. Default 1.
-        electronic_noise_std, backend, forward_model, filter, dtype: as :class:`SimulateLowDose`.
+        electronic_noise_std, backend, forward_model, filter, dtype, profile: as :class:`SimulateLowDose`.
 
     Raises:
         ValueError: a bad range, or the input errors of :class:`SimulateLowDose`.
@@ -479,7 +568,7 @@ class RandSimulateLowDose(RandomizableTransform):
 
     def __init__(
         self,
-        geometry: FanBeamGeometry,
+        geometry: FanBeamGeometry | None,
         i0_range: Sequence[float],
         prob: float = 1.0,
         electronic_noise_std: float = 0.0,
@@ -487,10 +576,12 @@ class RandSimulateLowDose(RandomizableTransform):
         forward_model: str = DEFAULT_FORWARD_MODEL,
         filter: str = "ram-lak",  # noqa: A002
         dtype=torch.float32,
+        profile=None,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
         self.i0_range = _check_i0_range(type(self).__name__, i0_range)
-        self.sim = SimulateLowDose(geometry, self.i0_range[0], electronic_noise_std, backend, forward_model, filter, dtype)
+        self.sim = SimulateLowDose(geometry, self.i0_range[0], electronic_noise_std, backend, forward_model, filter, dtype,
+                                   profile=profile)
         self._i0 = self.i0_range[0]
         self._seed: int | None = None
 

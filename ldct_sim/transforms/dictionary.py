@@ -34,6 +34,7 @@ from ..simulate import DEFAULT_FORWARD_MODEL, LowDoseSimulator
 from .array import (
     _MAX_SEED,
     HUToMu,
+    SimulatorSource,
     MuToHU,
     RandSimulateLowDose,
     ResampleToResolution,
@@ -176,6 +177,8 @@ class SimulateLowDosed(Randomizable, MapTransform):
         keys: keys of the ``(C, n, n)`` μ slices to simulate.
         geometry, i0, electronic_noise_std, backend, forward_model, filter, dtype: as the array transform.
         allow_missing_keys: don't raise if a key is missing.
+        profile: a scanner profile, as the array transform (``SimulateLowDosed("image", profile="definition_as_b30f")``
+            simulates each slice on its own grid with the profile's kernel and quarter dose).
     """
 
     backend = SimulateLowDose.backend
@@ -183,17 +186,18 @@ class SimulateLowDosed(Randomizable, MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        geometry: FanBeamGeometry,
-        i0: float,
+        geometry: FanBeamGeometry | None = None,
+        i0: float | None = None,
         electronic_noise_std: float = 0.0,
         backend: str = DEFAULT_BACKEND,
         forward_model: str = DEFAULT_FORWARD_MODEL,
         filter: str = "ram-lak",  # noqa: A002
         dtype=torch.float32,
         allow_missing_keys: bool = False,
+        profile=None,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        self.sim = SimulateLowDose(geometry, i0, electronic_noise_std, backend, forward_model, filter, dtype)
+        self.sim = SimulateLowDose(geometry, i0, electronic_noise_std, backend, forward_model, filter, dtype, profile=profile)
 
     def set_random_state(self, seed: int | None = None, state=None) -> SimulateLowDosed:
         super().set_random_state(seed, state)
@@ -221,6 +225,7 @@ class RandSimulateLowDosed(RandomizableTransform, MapTransform):
         geometry, i0_range, prob, electronic_noise_std, backend, forward_model, filter, dtype: as the array
             transform.
         allow_missing_keys: don't raise if a key is missing.
+        profile: a scanner profile, as the array transform.
     """
 
     backend = RandSimulateLowDose.backend
@@ -228,7 +233,7 @@ class RandSimulateLowDosed(RandomizableTransform, MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        geometry: FanBeamGeometry,
+        geometry: FanBeamGeometry | None,
         i0_range: Sequence[float],
         prob: float = 1.0,
         electronic_noise_std: float = 0.0,
@@ -237,10 +242,12 @@ class RandSimulateLowDosed(RandomizableTransform, MapTransform):
         filter: str = "ram-lak",  # noqa: A002
         dtype=torch.float32,
         allow_missing_keys: bool = False,
+        profile=None,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
-        self.sim = RandSimulateLowDose(geometry, i0_range, 1.0, electronic_noise_std, backend, forward_model, filter, dtype)
+        self.sim = RandSimulateLowDose(geometry, i0_range, 1.0, electronic_noise_std, backend, forward_model, filter, dtype,
+                                       profile=profile)
 
     def set_random_state(self, seed: int | None = None, state=None) -> RandSimulateLowDosed:
         super().set_random_state(seed, state)
@@ -278,13 +285,17 @@ class SimulateLowDosePaird(Randomizable, MapTransform):
 
     Args:
         keys: the one key holding the NDCT μ slice (overwritten by the low-dose input), e.g. ``"image"``.
-        geometry: the fan-beam scan; slices must be ``(C, n, n)``, ``n = geometry.n_pixels``.
-        input_i0: input dose in photons per detector element per view, or a ``(low, high)`` range.
+        geometry: the fan-beam scan; slices must be ``(C, n, n)``, ``n = geometry.n_pixels``. ``None`` with a
+            ``profile``: each slice keeps its own grid (pixel size from its affine).
+        input_i0: input dose in photons per detector element per view, or a ``(low, high)`` range; default
+            the profile's ``i0`` when a profile is given.
         label_i0: label dose in photons, or ``None`` (default) for a noiseless label.
         label_key: where the label goes. Default ``"label"``.
         noise_key: where the noise-only image goes; ``None`` (default) skips it.
         electronic_noise_std, backend, forward_model, filter, dtype: as :class:`SimulateLowDose`.
         allow_missing_keys: don't raise if the key is missing.
+        profile: a scanner profile (:class:`~ldct_sim.profile.ScannerProfile`, its file, shipped name or
+            dict): geometry, kernel, electronic noise, default input dose. Default None.
 
     Raises:
         ValueError: more than one key, clashing output keys, bad doses, or the input errors of
@@ -296,8 +307,8 @@ class SimulateLowDosePaird(Randomizable, MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        geometry: FanBeamGeometry,
-        input_i0: float | Sequence[float],
+        geometry: FanBeamGeometry | None = None,
+        input_i0: float | Sequence[float] | None = None,
         label_i0: float | None = None,
         label_key: str = "label",
         noise_key: str | None = None,
@@ -307,13 +318,17 @@ class SimulateLowDosePaird(Randomizable, MapTransform):
         filter: str = "ram-lak",  # noqa: A002
         dtype=torch.float32,
         allow_missing_keys: bool = False,
+        profile=None,
     ) -> None:
         where = "SimulateLowDosePaird"
         MapTransform.__init__(self, keys, allow_missing_keys)
         if len(self.keys) != 1:
             raise ValueError(f"{where}: `keys` must name exactly one image, got {self.keys!r}.")
-        if not isinstance(geometry, FanBeamGeometry):
-            raise TypeError(f"{where}: `geometry` must be a FanBeamGeometry, got {type(geometry).__name__}.")
+        self.source = SimulatorSource(where, geometry, profile, backend, forward_model, filter, electronic_noise_std)
+        if input_i0 is None:
+            if self.source.profile is None:
+                raise ValueError(f"{where}: `input_i0` (photons, or a (low, high) range) is required without a `profile`.")
+            input_i0 = self.source.profile.i0
         if isinstance(input_i0, Sequence) and not isinstance(input_i0, str):
             self.input_i0_range: tuple[float, float] | None = _check_i0_range(where, input_i0)
             self.input_i0 = self.input_i0_range[0]
@@ -326,12 +341,14 @@ class SimulateLowDosePaird(Randomizable, MapTransform):
             raise ValueError(f"{where}: `keys`, `label_key` and `noise_key` must differ, got {outs!r}.")
         self.label_key = label_key
         self.noise_key = noise_key
-        self.simulator = LowDoseSimulator(
-            geometry, backend=backend, forward_model=forward_model, filter=filter, electronic_noise_std=electronic_noise_std
-        )
         self.dtype = dtype
         self._i0 = self.input_i0
         self._seed: int | None = None
+
+    @property
+    def simulator(self) -> LowDoseSimulator | None:
+        """The fixed-geometry simulator (``None`` when a profile takes each input's own grid)."""
+        return self.source.fixed
 
     def randomize(self, data=None) -> None:
         if self.input_i0_range is not None:
@@ -343,9 +360,10 @@ class SimulateLowDosePaird(Randomizable, MapTransform):
         d = dict(data)
         self.randomize()
         for key in self.key_iterator(d):
-            img, t = _as_slices(d[key], type(self).__name__, self.simulator.geometry.n_pixels)
+            sim = self.source(d[key])  # before the conversion, which gives plain arrays an identity affine
+            img, t = _as_slices(d[key], type(self).__name__, self.source.n_pixels)
             low, label, noise = simulate_low_dose_pair(
-                self.simulator, t, self._i0, self.label_i0, seed=self._seed, with_noise=self.noise_key is not None
+                sim, t, self._i0, self.label_i0, seed=self._seed, with_noise=self.noise_key is not None
             )
             pair = {
                 "input_i0": self._i0,
@@ -356,8 +374,8 @@ class SimulateLowDosePaird(Randomizable, MapTransform):
             if noise is not None:
                 outs.append((self.noise_key, noise, "noise", self._i0))
             for out_key, out, role, i0 in outs:
-                meta = simulation_meta(self.simulator, i0, self._seed) | pair | {"role": role}
-                d[out_key] = _wrap(out, img, self.simulator, meta, self.dtype)
+                meta = simulation_meta(sim, i0, self._seed) | pair | {"role": role}
+                d[out_key] = _wrap(out, img, sim, meta, self.dtype)
         return d
 
 
