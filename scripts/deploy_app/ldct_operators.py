@@ -1,4 +1,5 @@
-"""MONAI Deploy App SDK operators of the LDCT denoising app: float bundle inference and a DICOM series writer.
+"""MONAI Deploy App SDK operators of the LDCT denoising app: series to volume (one-slice series too), float
+bundle inference and a DICOM series writer.
 
 Imported by ``app.py`` after the input has been validated (importing the SDK starts Holoscan, which
 takes a few seconds). The bundle's own ``scripts.dicom_series`` module does the DICOM writing.
@@ -13,12 +14,57 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from monai.deploy.core import Fragment, Image, Operator, OperatorSpec
+from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator
 from monai.deploy.operators.monai_bundle_inference_operator import MonaiBundleInferenceOperator
 from monai.transforms import Compose, EnsureChannelFirstd
 
-__all__ = ["FloatBundleInferenceOperator", "DicomSeriesWriterOperator"]
+__all__ = ["SeriesToVolumeOperator", "FloatBundleInferenceOperator", "DicomSeriesWriterOperator", "single_slice_affines"]
 
 logger = logging.getLogger(__name__)
+
+
+def single_slice_affines(ds) -> tuple[np.ndarray, np.ndarray]:
+    """The (DICOM LPS, NIfTI RAS) 4×4 affines of a one-slice series, laid out as the SDK's
+    ``DICOMSeriesToVolumeOperator.compute_affine_transform`` lays them out for several slices, with the
+    slice normal (row cosines × column cosines) times the slice thickness (1 mm without one) as the third
+    column; mm.
+
+    Args:
+        ds: the slice's pydicom dataset (ImageOrientationPatient, ImagePositionPatient, PixelSpacing).
+    """
+    iop = np.asarray([float(v) for v in ds.ImageOrientationPatient], dtype=float)
+    row, col = iop[:3], iop[3:]
+    vr, vc = (float(v) for v in ds.PixelSpacing)
+    thickness = ds.get("SliceThickness")
+    dz = float(thickness) if thickness not in (None, "") and float(thickness) > 0 else 1.0
+    m = np.eye(4)
+    m[:3, 0] = row * vr  # as the SDK: row cosines times PixelSpacing[0], column cosines times PixelSpacing[1]
+    m[:3, 1] = col * vc
+    m[:3, 2] = np.cross(row, col) * dz
+    m[:3, 3] = [float(v) for v in ds.ImagePositionPatient]
+    return m, np.diag([-1.0, -1.0, 1.0, 1.0]) @ m  # LPS -> RAS: x and y change sign
+
+
+class SeriesToVolumeOperator(DICOMSeriesToVolumeOperator):
+    """``DICOMSeriesToVolumeOperator`` that also gives a one-slice series its affine.
+
+    The SDK (4.0) returns from ``prepare_series`` early when a series has one slice, before the affines
+    are computed; ``MonaiBundleInferenceOperator`` then turns the missing ``nifti_affine_transform`` into
+    an object array and fails in ``MetaTensor.affine`` with ``TypeError: can't convert np.ndarray of type
+    numpy.object_``. A single real scanner slice (one exported CT image) hits this. Here the affines of
+    :func:`single_slice_affines` are set instead, and the depth spacing is the slice thickness.
+    """
+
+    def prepare_series(self, series):
+        super().prepare_series(series)
+        instances = series.get_sop_instances()
+        if len(instances) == 1 and getattr(series, self.ATTRIBUTE_NIFTI_AFFINE, None) is None:
+            ds = instances[0].get_native_sop_instance()
+            dicom_affine, nifti_affine = single_slice_affines(ds)
+            setattr(series, self.ATTRIBUTE_DICOM_AFFINE, dicom_affine)
+            setattr(series, self.ATTRIBUTE_NIFTI_AFFINE, nifti_affine)
+            series.depth_pixel_spacing = float(np.linalg.norm(dicom_affine[:3, 2]))
+            series.depth_direction_cosine = list(dicom_affine[:3, 2] / series.depth_pixel_spacing)
 
 
 class FloatBundleInferenceOperator(MonaiBundleInferenceOperator):
@@ -96,6 +142,7 @@ class DicomSeriesWriterOperator(Operator):
         sort_fn: the bundle's ``scripts.dicom_series.sort_by_position``.
         series_description: SeriesDescription of the new series.
         derivation_description: DerivationDescription of the new series.
+        written_folders: a list that gets the folder of each series written (for the caller).
     """
 
     def __init__(
@@ -107,9 +154,11 @@ class DicomSeriesWriterOperator(Operator):
         sort_fn: Callable,
         series_description: str = "Denoised",
         derivation_description: str | None = None,
+        written_folders: list | None = None,
         **kwargs,
     ) -> None:
         self.output_folder = Path(output_folder)
+        self.written_folders = written_folders if written_folders is not None else []
         self.write_fn = write_fn
         self.sort_fn = sort_fn
         self.series_description = series_description
@@ -139,5 +188,8 @@ class DicomSeriesWriterOperator(Operator):
             series_description=self.series_description,
             derivation_description=self.derivation_description,
             series_instance_uid=uid,
+            if_exists="error",  # a fresh UID: the folder cannot exist; if it did, it would be left alone
         )
-        logger.info(f"Wrote {len(self.written)} slice(s) to {self.output_folder / uid}.")
+        folder = Path(self.written[0]).parent
+        self.written_folders.append(folder)
+        logger.info(f"Wrote {len(self.written)} slice(s) to {folder}.")
