@@ -200,7 +200,7 @@ def test_simulator_config_is_plain_json():
     again = json.loads(json.dumps(cfg))
     assert FanBeamGeometry(**again["geometry"]) == G
     assert (again["backend"], again["forward_model"], again["filter"], again["electronic_noise_std"]) == (
-        "astra",
+        "torch",  # the default backend
         "strip",
         "hann",
         5.0,
