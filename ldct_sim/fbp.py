@@ -78,8 +78,9 @@ class ApodizedRamp:
     ``s = q = 0`` is the plain ramp (``"ram-lak"``). ``ln W`` is linear in ``(s, q)``, so the noise
     power spectrum of a reconstruction, ``NPS(f) ∝ NPS_ramp(f)·W(f)²``, gives both parameters by linear
     least squares on ``ln NPS`` (how :mod:`ldct_sim.calibrate` fits real images). Fitted to the 15 public
-    AAPM–Mayo quarter/full-dose pairs, Siemens' smooth B30f is about ``s = −2.8 mm², q = 4.5 mm⁴`` and the
-    sharp D45f about ``s = +0.9 mm², q = 0.45 mm⁴`` (see ``ldct_sim/profiles``).
+    AAPM–Mayo quarter/full-dose pairs, Siemens' smooth B30f is about ``s = −2.6 mm², q = 7.3 mm⁴``
+    (``W = 0.5`` at 0.42 cycles/mm) and the sharp D45f about ``s = +1.1 mm², q = 1.0 mm⁴`` (a gain of
+    1.25 at 0.5 cycles/mm); see ``ldct_sim/profiles``.
 
     Args:
         s_mm2: quadratic coefficient ``s`` of ``ln W``, in mm² (cycles⁻² mm²). Default 0.
