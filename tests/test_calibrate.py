@@ -335,3 +335,18 @@ def test_shipped_profiles_reproduce_real_noise():
         sd_sim, sd_real, mf_sim, mf_real = _check_profile_on_real(profile, _real(ids))
         assert sd_sim == pytest.approx(sd_real, rel=0.20), profile.name
         assert mf_sim == pytest.approx(mf_real, rel=0.15), profile.name
+
+
+@needs_real
+def test_real_dicom_pair_is_paired_by_position_with_its_kernel(tmp_path):
+    """The original Siemens files of one pair: copied into two series folders, paired by slice position."""
+    import shutil
+
+    for role, tag in (("ld", "QD"), ("fd", "FD")):
+        (tmp_path / role).mkdir()
+        shutil.copy(REAL / "dicom" / f"L506_1mm_0087_{tag}.IMA", tmp_path / role / "slice.IMA")
+    (pair,) = load_pairs(tmp_path / "ld", tmp_path / "fd")
+    assert pair.kernel == "B30f" and pair.spacing_mm == pytest.approx((0.7421875, 0.7421875))
+    body, soft = noise_masks(pair.full_dose_hu)
+    noise = (pair.low_dose_hu - pair.full_dose_hu)[soft]
+    assert 30.0 < noise.std() < 90.0  # 1 mm quarter-dose noise, not anatomy: the pair is aligned
