@@ -33,13 +33,13 @@ class TomosipoProjector(Projector):
     backend = "tomosipo"
 
     def __init__(self, geometry: FanBeamGeometry, model: ProjectorModel = "line"):
+        if not has_tomosipo:
+            raise ImportError(TOMOSIPO_HINT)
         if model == "strip":  # tomosipo has no strip model: it would project rays through element centres
             raise ValueError(
                 "TomosipoProjector: the 'strip' model is not implemented for tomosipo (it would silently use "
                 "the line model); use model='line', or backend='torch' or 'astra' for the strip model."
             )
-        if not has_tomosipo:
-            raise ImportError(TOMOSIPO_HINT)
         super().__init__(geometry, model)
         g = geometry
         dx = g.pixel_size_mm
