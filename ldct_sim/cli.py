@@ -20,7 +20,9 @@ Commands:
         python -m ldct_sim simulate --input /data/my_ndct --profile definition_as_b30f --out /data/ldct
 
     A re-run skips finished slices and repairs partial ones. Unreadable files are logged, skipped and
-    summarised; the exit status is 1 only when nothing succeeded.
+    summarised; the exit status is 1 only when nothing succeeded. NIfTI inputs are read as HU
+    (``--input-unit mu`` for linear attenuation in cm⁻¹); a NIfTI file whose values look like the other
+    unit, or like neither, is refused before anything is written (``--force-unit`` reads it anyway).
 
 ``calibrate``
     Fit a scanner profile (kernel and dose) to real low-dose / full-dose pairs
@@ -110,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--energy-kev", type=float, default=None,
                      help="energy for HU to mu in keV (default 60; with --profile, the profile's)")
     sim.add_argument("--phantom-size", type=int, default=512, help="phantom side in pixels before resampling (default 512)")
+    sim.add_argument("--input-unit", choices=("hu", "mu"), default="hu",
+                     help="unit of NIfTI inputs: hu (default) or mu, linear attenuation in cm^-1 at the simulated energy "
+                     "(DICOM is always HU); a file whose values look like another unit is refused")
+    sim.add_argument("--force-unit", action="store_true",
+                     help="read NIfTI inputs in --input-unit even when their values look like another unit")
     sim.add_argument("--threads", type=int, metavar="N",
                      help="torch CPU threads per process (default: torch's); lower it when shards share a machine")
     sim.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -156,6 +163,7 @@ def _simulate(args, parser) -> int:
     try:
         shard = parse_shard(args.shard)
         config = DatasetConfig(
+            input_unit=args.input_unit,
             resolutions=tuple(args.resolutions) if args.resolutions is not None else (() if args.profile else tuple(PAPER_PRESETS)),
             seed=args.seed, split=tuple(args.split), mode=args.mode,
             n_pixels=args.n_pixels, n_views=args.n_views, input_i0=args.input_i0, label_i0=args.label_i0,
@@ -180,7 +188,7 @@ def _simulate(args, parser) -> int:
     try:
         with logging_redirect_tqdm():
             summary = build_dataset(args.out, config, input_path=args.input, phantoms=args.phantoms, shard=shard,
-                                    progress=args.progress)
+                                    progress=args.progress, check_unit=not args.force_unit)
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -55,7 +55,7 @@ from monai.data import MetaTensor
 
 from .fbp import FILTERS
 from .geometry import PAPER_PRESETS, FanBeamGeometry, get_preset
-from .io import CTReadError, CTSource, ReadFailure, find_ct, slice_affine, slice_id
+from .io import VALUE_UNITS, CTReadError, CTSource, ReadFailure, check_nifti_unit, find_ct, slice_affine, slice_id
 from .phantoms import abdominal_phantom
 from .projectors import BACKENDS, DEFAULT_BACKEND, PROJECTOR_MODELS
 from .provenance import provenance
@@ -144,6 +144,9 @@ class DatasetConfig:
         backend, forward_model, filter, electronic_noise_std: simulation settings (see ``LowDoseSimulator``).
         energy_kev: energy for HU → μ in keV. Default 60.
         phantom_size: side of procedural phantoms in pixels, before resampling. Default 512.
+        input_unit: unit of NIfTI inputs: ``"hu"`` (default) or ``"mu"``, linear attenuation in cm⁻¹ at
+            the simulated energy (used as is, negative values raised to 0). DICOM is always HU.
+            :func:`build_dataset` refuses NIfTI files whose values do not look like this unit.
         interp_mode: resampling interpolation. Default ``"bilinear"``.
         profile: a :class:`~ldct_sim.profile.ScannerProfile` (or its file, shipped name or dict) to simulate
             with instead of the presets: every slice keeps its own pixel size and size (non-square
@@ -174,6 +177,7 @@ class DatasetConfig:
     electronic_noise_std: float = 0.0
     energy_kev: float = 60.0
     phantom_size: int = 512
+    input_unit: str = "hu"
     interp_mode: str = "bilinear"
     profile: dict | None = None
 
@@ -206,7 +210,7 @@ class DatasetConfig:
         # config re-read from the manifest must equal the one that wrote it (its fingerprint is compared).
         total = sum(split)
         set_("split", split if abs(total - 1.0) < 1e-9 else tuple(s / total for s in split))
-        for name, allowed in (("mode", RESAMPLE_MODES), ("backend", BACKENDS), ("forward_model", PROJECTOR_MODELS), ("filter", FILTERS)):
+        for name, allowed in (("mode", RESAMPLE_MODES), ("backend", BACKENDS), ("forward_model", PROJECTOR_MODELS), ("filter", FILTERS), ("input_unit", VALUE_UNITS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{where}: `{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
         for name in ("input_i0", "label_i0"):
@@ -266,6 +270,8 @@ class DatasetConfig:
         """The settings shared by all resolutions (everything but ``resolutions``), as plain JSON."""
         d = dataclasses.asdict(self)
         d.pop("resolutions")
+        if d["input_unit"] == "hu":  # absent rather than "hu": datasets made before the option keep their fingerprints
+            d.pop("input_unit")
         if d["profile"] is None:  # absent rather than null: datasets made before profiles keep their fingerprints
             d.pop("profile")
         d["split"] = list(d["split"])
@@ -477,6 +483,23 @@ def _load_slice(job: _Job, sources: dict[str, CTSource], config: DatasetConfig) 
     return sl.hu, sl.spacing_mm
 
 
+def _check_out_dir(out: Path) -> None:
+    """Refuse an output path that is a file, or lies under one, before anything is written."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"lies under {str(p)!r}, which is a file"
+                raise ValueError(f"build_dataset: the output folder (`out_dir`, --out) {str(out)!r} {what}; pass a folder (created if needed).")
+            return
+
+
+def _check_units(sources: dict[str, CTSource], config: DatasetConfig) -> None:
+    """Refuse NIfTI inputs whose values do not look like ``config.input_unit`` (before anything is written)."""
+    for src in sources.values():
+        if src.kind == "nifti":
+            check_nifti_unit(src.paths[0], config.input_unit)
+
+
 def _check_existing(out: Path, config: DatasetConfig) -> None:
     inv = _read_json(out / "inventory.json")
     if not isinstance(inv, dict) or "config" not in inv:
@@ -500,6 +523,7 @@ def build_dataset(
     phantoms: int | None = None,
     shard: tuple[int, int] = (0, 1),
     progress: bool | None = None,
+    check_unit: bool = True,
 ) -> BuildSummary:
     """Simulate a dataset into ``out_dir`` (see the module docstring for the layout and guarantees).
 
@@ -510,13 +534,16 @@ def build_dataset(
         phantoms: instead of ``input_path``, generate this many procedural phantom slices.
         shard: ``(i, n)``: process slices ``i, i+n, i+2n, ...`` of the inventory.
         progress: show a tqdm progress bar; ``None`` (default) shows it only on a terminal.
+        check_unit: refuse NIfTI inputs whose values do not look like ``config.input_unit`` (μ read as
+            HU gives a near-uniform, wrong dataset). Default True; False reads them in that unit anyway.
 
     Returns:
         :class:`BuildSummary` of this run.
 
     Raises:
         ValueError: both or neither of ``input_path`` and ``phantoms``; nothing found at ``input_path``;
-            ``out_dir`` made with other settings; a bad shard.
+            ``out_dir`` made with other settings, or a file; a bad shard; a NIfTI input whose values look
+            like another unit than ``config.input_unit`` (``CTReadError``, naming the file).
         FileNotFoundError: ``input_path`` does not exist.
     """
     from tqdm.auto import tqdm
@@ -528,10 +555,13 @@ def build_dataset(
         raise ValueError(f"build_dataset: `phantoms` must be a positive integer, got {phantoms!r}.")
     i_shard, n_shard = parse_shard(f"{shard[0]}/{shard[1]}")
     out = Path(out_dir)
+    _check_out_dir(out)
     _check_existing(out, config)
     jobs, sources, read_failures = _inventory(input_path, phantoms, config)
     if not jobs and not read_failures:
         raise ValueError(f"build_dataset: no DICOM or NIfTI CT found at {str(input_path)!r}.")
+    if check_unit:
+        _check_units(sources, config)
     splits, split_by = _splits_for(jobs, config.split, config.seed)
 
     old = _read_json(out / "inventory.json") or {}
@@ -603,7 +633,11 @@ def _run_job(job: _Job, todo, per_res, sources, config: DatasetConfig, to_mu, su
         logger.warning("skipped %s: %s", job.slice_id, err.reason)
         summary.failures.append({"path": err.path, "slice_id": job.slice_id, "resolution_um": None, "reason": err.reason})
         return
-    mu = to_mu(MetaTensor(torch.from_numpy(np.ascontiguousarray(hu))[None], affine=torch.as_tensor(slice_affine(spacing, hu.shape))))
+    image = MetaTensor(torch.from_numpy(np.ascontiguousarray(hu))[None], affine=torch.as_tensor(slice_affine(spacing, hu.shape)))
+    if config.input_unit == "mu" and job.phantom_seed is None and sources[job.source_id].kind == "nifti":
+        mu = image.clamp_min(0.0)  # already μ in cm⁻¹; negatives (noise in air) raised to 0, as HUToMu raises HU to -1000
+    else:
+        mu = to_mu(image)
     for r in todo:
         p = per_res[r]
         try:

@@ -15,8 +15,9 @@ Conventions:
   series), the ``source_id`` for NIfTI (one file is assumed to be one patient).
 
 DICOM is read with pydicom (``RescaleSlope``/``RescaleIntercept`` applied by
-:func:`pydicom.pixels.apply_modality_lut`), NIfTI with nibabel (assumed to hold HU; its
-``scl_slope``/``scl_inter`` are applied). A file that cannot be read, or that holds no CT image, raises
+:func:`pydicom.pixels.apply_modality_lut`), NIfTI with nibabel (read as HU; its
+``scl_slope``/``scl_inter`` are applied; :func:`check_nifti_unit` refuses a volume whose values look
+like μ in cm⁻¹, or like neither unit). A file that cannot be read, or that holds no CT image, raises
 :class:`CTReadError`; :func:`find_ct` collects such files instead of stopping, so a dataset builder can
 log them and carry on.
 
@@ -49,8 +50,11 @@ __all__ = [
     "find_ct",
     "iter_ct_slices",
     "slice_affine",
+    "guess_value_unit",
+    "check_nifti_unit",
     "DICOM_SUFFIXES",
     "NIFTI_SUFFIXES",
+    "VALUE_UNITS",
 ]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -354,6 +358,88 @@ def _read_nifti_slice(path: str, index: int) -> tuple[np.ndarray, tuple[float, f
     hu = np.ascontiguousarray(sl, dtype=np.float32) * np.float32(slope) + np.float32(inter)
     z = list(zooms) + [1.0] * (3 - len(zooms))
     return hu.astype(np.float32), (float(z[ax_a]), float(z[ax_r]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# value units of NIfTI files (DICOM is HU by its RescaleSlope/RescaleIntercept)
+# ---------------------------------------------------------------------------------------------------
+#: Units a NIfTI volume's values can be read in: Hounsfield units, or linear attenuation μ in cm⁻¹.
+VALUE_UNITS = ("hu", "mu")
+#: μ in cm⁻¹ lies here (0.1st to 99.9th percentile): air 0, water about 0.2, bone below 1, metals a
+#: few cm⁻¹ at diagnostic energies. An HU image spans far more (air alone is −1000 HU).
+_MU_RANGE = (-1.0, 10.0)
+#: ... and its 99.9th percentile reaches this (cm⁻¹): an image of μ holds something that attenuates.
+_MU_MIN_PEAK = 0.05
+#: Every value of a CT image in HU or μ lies here: the range of 16-bit stored CT data.
+_CT_RANGE = (-32768.0, 65535.0)
+_UNIT_WORDS = {"hu": "Hounsfield units (HU)", "mu": "linear attenuation μ in cm⁻¹"}
+
+
+def guess_value_unit(values) -> str | None:
+    """Which unit CT values look like: ``"mu"`` (cm⁻¹), ``"hu"``, or ``None`` (implausible for CT).
+
+    ``"mu"`` when the 0.1st and 99.9th percentiles of the finite values lie in [−1, 10] cm⁻¹ and the
+    99.9th is at least 0.05 cm⁻¹ (something attenuates: water is about 0.2); ``None`` when any finite
+    value lies outside [−32768, 65535] (no 16-bit CT data does, in HU or μ); else ``"hu"``. So an image
+    of all zeros reads as HU (uniform water), and one of water in HU without noise or air (all within
+    [0.05, 10]) as μ: pass the unit explicitly for such test images.
+
+    Args:
+        values: array of any shape (non-finite values are ignored).
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    if v.min() < _CT_RANGE[0] or v.max() > _CT_RANGE[1]:
+        return None
+    lo, hi = np.percentile(v, [0.1, 99.9])
+    return "mu" if _MU_RANGE[0] <= lo and _MU_MIN_PEAK <= hi <= _MU_RANGE[1] else "hu"
+
+
+def check_nifti_unit(path, unit: str = "hu", *, max_values: int = 4_000_000) -> None:
+    """Refuse a NIfTI volume whose values do not look like ``unit`` (see :func:`guess_value_unit`).
+
+    The whole volume is read once (a strided sample of at most ``max_values`` voxels is classified);
+    ``scl_slope``/``scl_inter`` are applied. A file that cannot be read is left to the slice reader,
+    which reports it.
+
+    Args:
+        path: NIfTI file.
+        unit: ``"hu"`` (default) or ``"mu"``.
+
+    Raises:
+        CTReadError: the values look like the other unit, or like neither; the message names the file,
+            the unit they look like, and the options that fix it.
+        ValueError: an unknown ``unit``.
+    """
+    if unit not in VALUE_UNITS:
+        raise ValueError(f"check_nifti_unit: `unit` must be one of {VALUE_UNITS}, got {unit!r}.")
+    path = str(path)
+    try:
+        data, slope, inter, *_ = _nifti_volume(path, os.path.getmtime(path))
+    except (CTReadError, OSError):
+        return
+    flat = np.asarray(data).ravel(order="K")
+    step = max(1, flat.size // max_values)
+    values = flat[::step].astype(np.float64) * slope + inter
+    guess = guess_value_unit(values)
+    if guess == unit:
+        return
+    finite = values[np.isfinite(values)]
+    if guess is None:
+        span = f"min {finite.min():.4g}, max {finite.max():.4g}" if finite.size else "no finite value"
+        raise CTReadError(path, (
+            f"values are implausible for CT in HU or cm⁻¹ ({span}; HU lie within about [-3024, 31000], μ within "
+            "[0, 10] cm⁻¹): check the file's scaling (scl_slope, scl_inter). Pass --force-unit "
+            "(build_dataset(check_unit=False)) to use them anyway."))
+    lo, hi = np.percentile(finite, [0.1, 99.9])
+    fix = ("pass --input-unit mu (DatasetConfig(input_unit='mu')) to read them as μ" if guess == "mu"
+           else "drop --input-unit mu (HU is the default)")
+    raise CTReadError(path, (
+        f"values look like {_UNIT_WORDS[guess]}, not {_UNIT_WORDS[unit]} (0.1st to 99.9th percentile "
+        f"{lo:.4g} to {hi:.4g}; water is 0 HU, about 0.2 cm⁻¹): {fix}, or pass --force-unit "
+        f"(build_dataset(check_unit=False)) to read them as {unit.upper() if unit == 'hu' else 'μ'} anyway."))
 
 
 # ---------------------------------------------------------------------------------------------------

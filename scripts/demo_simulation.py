@@ -35,9 +35,21 @@ IMAGE_WINDOW_CM = (0.17, 0.26)
 NOISE_WINDOW_CM = (-0.007, 0.007)
 
 
+def _output_folder(text: str) -> Path:
+    """``--out``: refuse a path that is a file or lies under one, before any work."""
+    path = Path(text)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"lies under {str(p)!r}, which is a file"
+                raise argparse.ArgumentTypeError(f"{text!r} {what}; pass a folder (created if needed)")
+            break
+    return path
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=_output_folder, required=True, help="output folder")
     p.add_argument("--resolutions", type=float, nargs="+", default=[62.5, 625.0], help="Table 1 presets in µm")
     p.add_argument("--n-pixels", type=int, default=512, help="image side in pixels (default 512, as the study)")
     p.add_argument("--n-views", type=int, default=None, help="views over 360° (default: ldct_sim's default)")

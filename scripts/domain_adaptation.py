@@ -48,6 +48,7 @@ from study_tools import (  # noqa: E402
     run_bundle,
     versions,
 )
+from study_common import output_folder  # noqa: E402
 
 logger = logging.getLogger("domain_adaptation")
 
@@ -399,7 +400,8 @@ ALL_STAGES = ("data", "train", "evaluate", "figures", "report")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results_dir", required=True, help="folder for everything this study writes (re-runs resume)")
+    p.add_argument("--results_dir", required=True, type=output_folder,
+                   help="folder for everything this study writes (re-runs resume)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small")
     p.add_argument("--stages", default=",".join(ALL_STAGES), help=f"comma-separated subset of {','.join(ALL_STAGES)}")
     p.add_argument("--directions", default="s2r,r2s", help="s2r, r2s or both")
@@ -458,4 +460,9 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # a running bundle command got the Ctrl-C too, and saved its checkpoint
+        print("\ndomain_adaptation: interrupted; run the same command again to continue (finished stages are "
+              "kept; an interrupted training resumes from its last checkpoint).", file=sys.stderr)
+        sys.exit(130)

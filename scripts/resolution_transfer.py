@@ -79,6 +79,7 @@ from study_common import (  # noqa: E402
     load_module,
     markdown_table,
     mean_std,
+    output_folder,
     read_json,
     run_logged,
     setup_logging,
@@ -221,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Presets: " + "; ".join(f"{k}: {v['n_pixels']}² px, {v['n_train']}/{v['n_val']}/{v['n_test']} "
                                                                f"slices, {v['iterations']} iterations" for k, v in PRESETS.items()))
-    p.add_argument("--results_dir", required=True, help="folder for everything the study writes (re-runs resume)")
+    p.add_argument("--results_dir", required=True, type=output_folder,
+                   help="folder for everything the study writes (re-runs resume)")
     p.add_argument("--preset", choices=tuple(PRESETS), default="smoke", help="sizes (default smoke); every size is also an option")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)} (default all)")
     p.add_argument("--bundle_root", default=str(DEFAULT_BUNDLE), help="the U-Net bundle (default bundles/unet_ldct)")
@@ -825,15 +827,20 @@ class ResolutionTransferStudy:
                 continue
             for m, (sm, ss) in zip(ALL_RESOLUTIONS, SEED["table3"][t]):
                 ours = self._cell(cells, t, m) if any(math.isclose(m, r) for r in res) else None
-                comp.append({"test_um": t, "model_um": m, "seed_psnr_mean": sm, "seed_psnr_std": ss,
-                             "psnr_mean": ours["psnr_db_mean"] if ours else math.nan,
-                             "psnr_std": ours["psnr_db_std"] if ours else math.nan})
+                comp.append({"test_um": t, "model_um": m, "seed_psnr_mean": sm, "seed_psnr_std": ss,  # None: empty CSV cell
+                             "psnr_mean": ours["psnr_db_mean"] if ours else None,
+                             "psnr_std": ours["psnr_db_std"] if ours else None})
                 md_rows.append([f"{t:g} µm", f"{m:g} µm", mean_std(sm, ss),
                                 mean_std(ours["psnr_db_mean"], ours["psnr_db_std"]) if ours else "not run"])
         if comp:
+            not_run = [m for m in ALL_RESOLUTIONS if not any(math.isclose(m, r) for r in res)]
+            note = (f" Models at {', '.join(f'{m:g}' for m in not_run)} µm were not trained in this run (it trains "
+                    f"{', '.join(f'{r:g}' for r in res)} µm): their cells say \"not run\" here and are empty in "
+                    "`seed_table3_comparison.csv`." if not_run else "")
             md = ("PSNR (dB), the seed's Table 3 (its 300 TCIA test images per resolution, 512², 50,000 steps) beside this run. "
                   "The absolute values depend on the data, the peak convention and the training length; compare trends "
-                  "along a row, not numbers.\n\n" + markdown_table(["test set", "model", "seed (Table 3)", "this run"], md_rows))
+                  "along a row, not numbers." + note + "\n\n"
+                  + markdown_table(["test set", "model", "seed (Table 3)", "this run"], md_rows))
             out += write_table(self.tables / "seed_table3_comparison", comp,
                                ["test_um", "model_um", "seed_psnr_mean", "seed_psnr_std", "psnr_mean", "psnr_std"], md,
                                "Seed Table 3 beside this run")

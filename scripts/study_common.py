@@ -29,6 +29,7 @@ Everything here writes files atomically (temporary name, then :func:`os.replace`
 
 from __future__ import annotations
 
+import argparse
 import codecs
 import csv
 import hashlib
@@ -66,6 +67,7 @@ __all__ = [
     "study_provenance",
     "load_module",
     "setup_logging",
+    "output_folder",
 ]
 
 logger = logging.getLogger("study")
@@ -78,6 +80,22 @@ class StudyError(RuntimeError):
 # ---------------------------------------------------------------------------------------------------
 # files
 # ---------------------------------------------------------------------------------------------------
+def output_folder(text: str) -> str:
+    """``argparse`` type of an output-folder option (``--results_dir``): the path, if it can be a folder.
+
+    Refuses (``argparse.ArgumentTypeError``, which argparse prints as ``error: argument --results_dir:
+    ...``, exit status 2) a path that is a file or lies under one, before anything is written.
+    """
+    path = Path(text)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"lies under {str(p)!r}, which is a file"
+                raise argparse.ArgumentTypeError(f"{text!r} {what}; pass a folder (created if needed)")
+            break
+    return text
+
+
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
