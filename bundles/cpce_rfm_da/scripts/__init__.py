@@ -4,6 +4,6 @@ Inference needs only ``networks``, ``data`` and ``inferers`` (torch and MONAI). 
 simulation) imports ``ldct_sim`` and is therefore not imported here: use ``scripts.domains`` explicitly.
 """
 
-from . import data, evaluate, frequency, handlers, inferers, input_checks, losses, networks, trainer, vgg
+from . import data, dicom_series, evaluate, frequency, handlers, inferers, input_checks, losses, networks, trainer, vgg
 
-__all__ = ["data", "evaluate", "handlers", "frequency", "inferers", "input_checks", "losses", "networks", "trainer", "vgg"]
+__all__ = ["data", "dicom_series", "evaluate", "handlers", "frequency", "inferers", "input_checks", "losses", "networks", "trainer", "vgg"]

@@ -43,6 +43,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -79,6 +80,21 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def _quiet_absent_gpu_dicom_decoder() -> None:
+    """Silence the two lines MONAI 1.6 prints on every ``LoadImage`` when nvImageCodec is absent.
+
+    ``LoadImage`` builds every default reader, ``NvImgCodecPydicomReader`` among them, and that reader logs a
+    warning and raises a ``UserWarning`` each time its optional GPU decoder is missing, which it always is
+    on CPU. The bundles read DICOM with ``PydicomReader`` and never use it, so exactly those two messages
+    are dropped; every other warning stays.
+    """
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader: nvImageCodec decoder plugin", category=UserWarning)
+
+
+_quiet_absent_gpu_dicom_decoder()
 
 #: Water's linear attenuation in cm⁻¹ at 60 keV, the bundles' default ``mu_water``.
 MU_WATER_60KEV = 0.2059
