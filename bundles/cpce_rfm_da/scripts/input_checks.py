@@ -33,6 +33,7 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 from monai.config import KeysCollection
+from monai.data import MetaTensor
 from monai.transforms import LoadImage, MapTransform
 
 from .dicom_series import DICOM_FILES_KEY, SOURCE_UNIT_KEY, is_dicom_input
@@ -86,6 +87,18 @@ def _name(img, default) -> str:
     return str(name[0] if isinstance(name, (list, tuple)) and name else name)
 
 
+def _flat(img) -> np.ndarray:
+    """The values of an array, tensor or MetaTensor as a flat NumPy array (a view where possible).
+
+    NumPy rather than torch: torch lacks min/max for some stored dtypes (uint16, uint32)."""
+    if isinstance(img, MetaTensor):
+        img = img.as_tensor()
+    if isinstance(img, torch.Tensor):
+        img = img.detach().cpu()
+        return (img.float() if img.dtype == torch.bfloat16 else img).numpy().reshape(-1)  # bfloat16: no NumPy twin
+    return np.asarray(img).reshape(-1)
+
+
 def guess_unit(img) -> tuple[str | None, float, float, float]:
     """Which unit an image's values look like.
 
@@ -96,13 +109,11 @@ def guess_unit(img) -> tuple[str | None, float, float, float]:
         ``(unit, p1, p99, max_abs)``: ``"mu"``, ``"hu"`` or ``None`` (implausible for both; see the module
         docstring for the ranges), the 1st and 99th percentiles and the largest magnitude.
     """
-    x = torch.as_tensor(np.asarray(img) if not isinstance(img, torch.Tensor) else img).detach().flatten()
-    if x.numel() == 0:
+    x = _flat(img)
+    if x.size == 0:
         return "mu", 0.0, 0.0, 0.0
-    x = x.to(torch.float64)
-    max_abs = float(x.abs().max())
-    sample = x[:: x.numel() // _SAMPLE + 1]
-    p1, p99 = (float(v) for v in torch.quantile(sample, torch.tensor([0.01, 0.99], dtype=torch.float64)))
+    max_abs = max(float(x.max()), -float(x.min()))  # no full-size temporary for a large volume
+    p1, p99 = (float(v) for v in np.percentile(x[:: x.size // _SAMPLE + 1].astype(np.float64), [1.0, 99.0]))
     if max_abs > ABS_LIMIT:
         return None, p1, p99, max_abs
     if MU_RANGE[0] <= p1 and p99 <= MU_RANGE[1]:
@@ -144,16 +155,14 @@ def check_values(img, unit: str = "mu", check_unit: bool = True, name: str = "im
         ValueError: naming ``name``, the problem and the override that fixes it.
     """
     unit = _unit(unit)
-    x = torch.as_tensor(np.asarray(img) if not isinstance(img, torch.Tensor) else img).detach()
-    if x.is_floating_point():
-        finite = torch.isfinite(x)
-        if not bool(finite.all()):
-            n_nan = int(torch.isnan(x).sum())
-            n_inf = int((~finite).sum()) - n_nan
-            raise ValueError(
-                f"{name}: {n_nan} NaN and {n_inf} infinite pixel values (of {x.numel()}); the bundle needs "
-                "finite intensities. Replace them (with air, say: 0 cm^-1 or -1000 HU) and run again."
-            )
+    x = _flat(img)
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        n_nan = int(np.isnan(x).sum())
+        n_inf = int(np.isinf(x).sum())
+        raise ValueError(
+            f"{name}: {n_nan} NaN and {n_inf} infinite pixel values (of {x.size}); the bundle needs "
+            "finite intensities. Replace them (with air, say: 0 cm^-1 or -1000 HU) and run again."
+        )
     if not check_unit:
         return
     guess, p1, p99, max_abs = guess_unit(x)
