@@ -335,7 +335,7 @@ def _prune(folder: Path, keep: Path) -> None:
 def cached_matrix(
     kind: str,
     key: str,
-    build: Callable[[], SparseMatrix],
+    build: Callable[[], SparseMatrix] | None,
     estimated_bytes: int,
     what: str,
     *,
@@ -344,7 +344,8 @@ def cached_matrix(
     """The operator ``key``: from memory, else from the disk cache, else ``build()`` (then cached).
 
     Returns ``None`` when ``estimated_bytes`` (the matrix, and its transpose when ``with_transpose``)
-    exceed :func:`operator_memory_limit`: the caller then works on the fly.
+    exceed :func:`operator_memory_limit`, or when ``build`` is ``None`` and the matrix is neither in
+    memory nor on disk: the caller then works on the fly.
     """
     m = _REGISTRY.get(key)
     if m is not None:
@@ -359,6 +360,8 @@ def cached_matrix(
                 os.utime(path)  # recently used: pruned last
             except OSError:
                 pass
+    if m is None and build is None:
+        return None
     if m is None:
         m = build()
         if with_transpose:
