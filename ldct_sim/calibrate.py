@@ -80,6 +80,8 @@ __all__ = [
     "pairing_statistic",
     "fit_kernel",
     "noise_stats",
+    "save_figure",
+    "KAPPA_THRESHOLD",
 ]
 
 logger = logging.getLogger(__name__)
