@@ -439,7 +439,7 @@ def test_a_rerun_never_replaces_or_deletes_an_existing_output(tmp_path, caplog):
     assert f"was written beside it, to {tmp_path / 'out' / 'in_denoised_2'}" in caplog.text
 
 
-def test_gaps_single_slices_and_several_series_in_a_folder_each_get_their_own_output(tmp_path):
+def test_gaps_single_slices_and_several_series_in_a_folder_each_get_their_own_output(tmp_path, caplog):
     """The 2-D U-Net denoises slices independently: gaps and uneven spacing are fine with DICOM output;
     a folder of two series gives two outputs; each output slice keeps its source slice's position."""
     hu3, *_ = write_series(tmp_path / "in" / "study", n=6, skip=(2, 3))  # series 3: a gap of two slices
@@ -448,12 +448,13 @@ def test_gaps_single_slices_and_several_series_in_a_folder_each_get_their_own_ou
     items = D.check_inputs(bundle_scripts("unet_ldct").data.list_images(str(tmp_path / "in")), "dicom")
     assert [i["image"] if isinstance(i["image"], str) else len(i["image"]) for i in items] == [
         4, 1, str(tmp_path / "in" / "uneven")]  # the two series of study/, by SeriesNumber, as lists of files
-    for folder, patterns in (("uneven", ["uneven slice spacing", r"gaps of 3\.5 mm after 5\.000 mm"]),
-                             ("study", [r"2 missing slice\(s\)", r"-15\.000, -12\.500 mm"])):
-        with pytest.raises(D.DicomSeriesError) as e:  # NIfTI has one slice spacing: refused, with the fix
-            D.check_inputs([{"image": str(tmp_path / "in" / folder)}], "nifti")
-        for pattern in patterns + ["cannot keep these positions; pass --output_format dicom"]:
-            assert re.search(pattern, str(e.value)), (pattern, str(e.value))
+    for folder, patterns, n_series in (("uneven", ["uneven slice spacing", r"gaps of 3\.5 mm after 5\.000 mm"], 1),
+                                       ("study", [r"2 missing slice\(s\)", r"-15\.000, -12\.500 mm"], 2)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):  # NIfTI has one slice spacing: accepted, with a warning and the fix
+            assert len(D.check_inputs([{"image": str(tmp_path / "in" / folder)}], "nifti")) == n_series
+        for pattern in patterns + ["slice spacing is nominal. Pass --output_format dicom"]:
+            assert re.search(pattern, caplog.text), (pattern, caplog.text)
     assert D.check_inputs([{"image": str(tmp_path / "in" / "study" / "one000.dcm")}], "nifti")  # one slice: fine
     img = D.LoadImageSeriesd("image", unit="hu", ensure_channel_first=True)({"image": items[1]["image"]})["image"]
     D.SaveImageSeriesd("pred", unit="hu", output_dir=str(tmp_path / "nii"), output_postfix="denoised",

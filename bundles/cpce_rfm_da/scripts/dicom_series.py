@@ -598,9 +598,10 @@ def check_inputs(items: Sequence[dict], output_format: str = "nifti", key: str =
     before anything is written; a folder holding several series becomes one item per series.
 
     The bundles denoise each slice on its own, so a single slice, missing slices and uneven spacing are
-    fine with ``output_format="dicom"`` (each output slice keeps its source's position). A NIfTI volume
-    has one slice spacing and cannot keep the positions of unevenly spaced slices, so such a series is
-    refused with ``output_format="nifti"``, with the fix in the message.
+    fine: with ``output_format="dicom"`` each output slice keeps its source's position; a NIfTI volume
+    has one slice spacing and cannot keep the positions of unevenly spaced slices, so with
+    ``output_format="nifti"`` such a series is written with a nominal spacing and a warning that names
+    the fix.
 
     Args:
         items: datalist items ``[{key: path}, ...]``.
@@ -613,8 +614,8 @@ def check_inputs(items: Sequence[dict], output_format: str = "nifti", key: str =
         output name (``<folder>_series<N>``; :class:`LoadImageSeriesd` puts it in the image's meta).
 
     Raises:
-        DicomSeriesError: a DICOM input fails :func:`find_series`; an unevenly spaced series with NIfTI
-            output; a DICOM input whose output would have the same name as another input's.
+        DicomSeriesError: a DICOM input fails :func:`find_series`; a DICOM input whose output would have the
+            same name as another input's.
         ValueError: an unknown ``output_format``; a non-DICOM input with ``output_format="dicom"``; two
             non-DICOM inputs with the same output name (e.g. ``a/x.nii.gz`` and ``b/x.nii.gz``).
     """
@@ -632,10 +633,10 @@ def check_inputs(items: Sequence[dict], output_format: str = "nifti", key: str =
                 )
             for info in found:
                 if info.irregular and fmt == "nifti":
-                    raise DicomSeriesError(
-                        f"{path}: {info.irregular}. The bundle denoises each slice on its own and accepts this, "
-                        "but a NIfTI volume has one slice spacing and cannot keep these positions; pass "
-                        "--output_format dicom (every output slice keeps its source slice's position)."
+                    logger.warning(
+                        f"{path}: {info.irregular}. Each slice is denoised on its own, but a NIfTI volume has one "
+                        "slice spacing and cannot keep these positions: the NIfTI output's slice spacing is "
+                        "nominal. Pass --output_format dicom to keep every slice's position."
                     )
                 # a series of a folder holding several: its files, and its name (which needs the siblings)
                 out.append({**item, key: info.source, f"{key}_{OUTPUT_NAME_KEY}": info.name} if len(found) > 1 else {**item})
