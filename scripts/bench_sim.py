@@ -257,13 +257,14 @@ def operator_stats(geometry, model: str) -> dict:
     from ldct_sim.projectors.torch_backend import TorchProjector
 
     proj = TorchProjector(geometry, model)
-    t0 = time.perf_counter()
-    a = proj._build()
-    t1 = time.perf_counter()
-    at = a.transpose()
-    t2 = time.perf_counter()
-    bp = backprojection_matrix(geometry)
-    t3 = time.perf_counter()
+    with sparse.build_threads():  # as cached_matrix builds them
+        t0 = time.perf_counter()
+        a = proj._build()
+        t1 = time.perf_counter()
+        at = a.transpose()
+        t2 = time.perf_counter()
+        bp = backprojection_matrix(geometry)
+        t3 = time.perf_counter()
     bp_key = sparse.operator_key(_BP_KIND, geometry, turns=proj.turns)
     # hand them to the registry and the disk cache, so that the chains below do not build them again
     sparse.cached_matrix("fan-joseph", proj._key, lambda: a, 0, repr(proj), with_transpose=True)
@@ -286,6 +287,7 @@ def operator_stats(geometry, model: str) -> dict:
         "disk_cache": None if cache is None else str(cache),
         "read_from_cache_s": t5 - t4 if cache is not None and a.nnz >= sparse.DISK_CACHE_MIN_NNZ else None,
         "memory_limit_bytes": sparse.operator_memory_limit(),
+        "build_threads": "1 (machine oversubscribed)" if os.getloadavg()[0] > (os.cpu_count() or 1) else torch.get_num_threads(),
     }
 
 
