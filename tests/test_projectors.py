@@ -353,10 +353,17 @@ def test_operator_disk_cache_is_keyed_atomic_and_rebuilt_when_bad(monkeypatch, t
     files = sorted((tmp_path / "cache").iterdir())
     assert [f.name.startswith("fan-joseph-") and f.suffix == ".pt" for f in files] == [True]  # no temporary left
     np.testing.assert_allclose(first, ref, rtol=1e-6)
+    assert "tcrow" not in torch.load(files[0], weights_only=True)
+    y = np.random.default_rng(5).random(g.sinogram_shape)
+    ref_t = TorchProjector(g, "strip", matrix=False).T(y)
+    np.testing.assert_allclose(TorchProjector(g, "strip").T(y), ref_t, rtol=1e-5)
+    assert "tcrow" in torch.load(files[0], weights_only=True)  # the adjoint's matrix joined the file
     # a fresh process (empty registry) reads the file instead of building
     sparse.clear_operator_registry()
     monkeypatch.setattr(TorchProjector, "_build", lambda self: pytest.fail("built again instead of read from the cache"))
+    monkeypatch.setattr(sparse.SparseMatrix, "transpose", lambda self: self._transpose or pytest.fail("transposed again"))
     np.testing.assert_allclose(TorchProjector(g, "strip")(x), ref, rtol=1e-6)
+    np.testing.assert_allclose(TorchProjector(g, "strip").T(y), ref_t, rtol=1e-5)
     monkeypatch.undo()
     monkeypatch.setenv("LDCT_SIM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(sparse, "DISK_CACHE_MIN_NNZ", 0)

@@ -55,6 +55,7 @@ __all__ = [
     "operator_cache_dir",
     "operator_cache_size_limit",
     "cached_matrix",
+    "add_transpose",
     "clear_operator_registry",
     "rot90_symmetric",
     "images_to_columns",
@@ -393,6 +394,18 @@ def cached_matrix(
             m = _load(path, key, what) or m
     _REGISTRY.put(key, m)
     return m
+
+
+def add_transpose(kind: str, key: str, m: SparseMatrix, what: str) -> SparseMatrix:
+    """Make ``m``'s transpose; when ``m`` came from (or belongs in) the disk cache, rewrite its file with
+    the transpose, so that the next process reads it instead of transposing again."""
+    if m._transpose is not None:
+        return m._transpose
+    t = m.transpose()
+    path = _cache_path(key, kind)
+    if path is not None and m.nnz >= DISK_CACHE_MIN_NNZ:
+        _save(path, key, m, what)
+    return t
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from ..geometry import FanBeamGeometry
 from .base import Projector, ProjectorModel
 from .sparse import (
     SparseMatrix,
+    add_transpose,
     cached_matrix,
     columns_to_images,
     columns_to_sinograms,
@@ -173,7 +174,7 @@ class TorchProjector(Projector):
         estimate = 0 if self.matrix else self.estimated_nnz() * per_entry
         m = cached_matrix(_KIND, self._key, self._build, estimate, repr(self), with_transpose=adjoint)
         if m is not None and adjoint:
-            m.transpose()
+            add_transpose(_KIND, self._key, m, repr(self))
         return m
 
     # ---- application ---------------------------------------------------------------------------
