@@ -37,7 +37,8 @@ PHANTOM_MU = hu_to_mu(PHANTOM_HU).astype(np.float32)
 
 @lru_cache(maxsize=None)
 def noiseless_preset_recon(resolution_um: float) -> np.ndarray:
-    return simulate(PHANTOM_MU, get_preset(resolution_um).geometry(), None)  # 512², 720 views, astra strip
+    # 512², 720 views, astra strip (named: the default backend, torch, builds 512² operators, which the slow test covers)
+    return simulate(PHANTOM_MU, get_preset(resolution_um).geometry(), None, backend="astra")
 
 
 @pytest.mark.parametrize("resolution_um", [625.0, 62.5])
