@@ -176,10 +176,12 @@ class SparseMatrix:
 
     def torch(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """``torch.sparse_csr_tensor`` on ``device`` with values of ``dtype`` (cached)."""
-        key = (str(device), dtype)
+        dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is None:  # one copy per GPU, whether named "cuda" or "cuda:0"
+            dev = torch.device("cuda", torch.cuda.current_device())
+        key = (str(dev), dtype)
         t = self._torch.get(key)
         if t is None:
-            dev = torch.device(device)
             crow, col = self.crow.to(dev), self.col.to(dev)
             val = self.val.to(device=dev, dtype=dtype)
             with warnings.catch_warnings():  # "sparse CSR support is in beta state"
