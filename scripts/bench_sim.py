@@ -408,6 +408,8 @@ def main(argv=None) -> list[dict]:
             operators[args.forward_model] = operator_stats(g, args.forward_model)
     if args.raw_astra and "astra" in available_backends():
         models = [args.forward_model] + [m for m in PROJECTOR_MODELS if m != args.forward_model]
+        if not any(chain_device(b)[1] == "cpu" for b in backends):
+            models = []  # only GPU chains: their reference is ASTRA's CUDA FP+BP below, not minutes of CPU ASTRA
         for model in models:
             sec = time_raw_astra(g, mu, model, args.raw_repeats, 0)  # nothing to warm up in ASTRA's CPU loops
             raw[("cpu", model)] = sec / args.batch
