@@ -125,10 +125,11 @@ PRESETS: dict[str, dict] = {
                   iterations=600, val_interval=100, save_interval=100, batch_size=8, patch_size=64, learning_rate=3e-4,
                   early_stop_patience=10, finetune_iterations=200, finetune_val_interval=25, finetune_patience=4,
                   fractions=(0.05, 0.10, 0.15, 0.20, 0.25, 0.30), num_workers=0, nps_roi=32, threads=1),
-    # the seed's sizes: 2400/300/300 slices of 512², 50,000 steps of 4 whole slices, retraining up to 7,000 steps (a GPU job)
+    # the seed's sizes: 2400/300/300 slices of 512², a fixed 50,000 steps (its Table 2: no early stopping of the
+    # main training, which the seed uses only for retraining) of 4 whole slices, retraining up to 7,000 steps (a GPU job)
     "paper": dict(resolutions=ALL_RESOLUTIONS, n_train=2400, n_val=300, n_test=300, n_pixels=512, phantom_size=512,
                   n_views=720, iterations=50000, val_interval=1000, save_interval=500, batch_size=4, patch_size=512,
-                  learning_rate=1e-4, early_stop_patience=10, finetune_iterations=7000, finetune_val_interval=250,
+                  learning_rate=1e-4, early_stop_patience=0, finetune_iterations=7000, finetune_val_interval=250,
                   finetune_patience=4, fractions=(0.05, 0.10, 0.15, 0.20, 0.25, 0.30), num_workers=4, nps_roi=128,
                   threads=None),
 }
@@ -248,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patch_size", type=int, help="random crop side in pixels (<= n_pixels)")
     t.add_argument("--learning_rate", type=float)
     t.add_argument("--lr_decay_steps", type=int, help="halve the learning rate every N iterations (default 0.4 x iterations)")
-    t.add_argument("--early_stop_patience", type=int, help="validations without improvement before training stops")
+    t.add_argument("--early_stop_patience", type=int,
+                   help="validations without improvement before training stops; 0: off, train all --iterations (paper)")
     t.add_argument("--finetune_iterations", type=int, help="most retraining iterations (early stopping may end sooner)")
     t.add_argument("--finetune_val_interval", type=int)
     t.add_argument("--finetune_patience", type=int)
@@ -317,8 +319,9 @@ def resolve_config(args: argparse.Namespace) -> Config:
                                  "batch_size", "patch_size", "early_stop_patience", "finetune_iterations",
                                  "finetune_val_interval", "finetune_patience", "num_workers")}
     for k, v in ints.items():
-        if not isinstance(v, int) or v < (0 if k == "num_workers" else 1):
-            raise ValueError(f"`--{k}` must be a {'non-negative' if k == 'num_workers' else 'positive'} integer, got {v!r}.")
+        zero_ok = k in ("num_workers", "early_stop_patience")  # early_stop_patience 0: off
+        if not isinstance(v, int) or v < (0 if zero_ok else 1):
+            raise ValueError(f"`--{k}` must be a {'non-negative' if zero_ok else 'positive'} integer, got {v!r}.")
     if ints["iterations"] % ints["val_interval"]:
         raise ValueError(f"`--iterations` ({ints['iterations']}) must be a multiple of `--val_interval` ({ints['val_interval']}).")
     if ints["finetune_iterations"] % ints["finetune_val_interval"]:
@@ -658,9 +661,12 @@ class ResolutionTransferStudy:
         c = self.cfg
 
         def work(uid):
+            # patience 0 = off: the bundle's EarlyStopHandler needs a positive patience, and one equal to the
+            # number of validations can never be reached (the first validation sets the best score)
+            patience = c.early_stop_patience or c.iterations // c.val_interval
             overrides = {**self._common_overrides(), "resolution": res, "num_iterations": c.iterations,
                          "val_interval": c.val_interval, "save_interval": c.save_interval,
-                         "early_stop_patience": c.early_stop_patience}
+                         "early_stop_patience": patience}
             out = self._run_training(uid, "train", res_tag(res), ["train.json"], overrides, self.root / "models" / res_tag(res),
                                      c.iterations, c.val_interval)
             return out, f"best val_loss {out['best_val_loss']} at iteration {out['best_iteration']}"
@@ -734,7 +740,8 @@ class ResolutionTransferStudy:
             self.train_marker(r)  # every model must exist before the first inference
         markers = {m: self.crosstest_marker(m, run=True) for m in c.resolutions}
         upstream = {f"infer_{res_tag(m)}": mk["digest"] for m, mk in markers.items()}
-        settings = {"resolutions": list(c.resolutions), "report_rows": list(c.report_rows), "version": 1}
+        settings = {"resolutions": list(c.resolutions), "report_rows": list(c.report_rows), "version": 2,
+                    "psnr_peak_cm": self.metrics.DEFAULT_PEAK_CM}
         self._unit("crosstest", "tables", settings, upstream, lambda uid: self._crosstest_tables(markers), "tables")
 
     def _load(self, path) -> np.ndarray:
@@ -748,7 +755,7 @@ class ResolutionTransferStudy:
     def _cell_metrics(self, test_res: float, model_res: float, markers: dict) -> list[dict]:
         """Per-image metrics of one model on one test set, cached under ``crosstest/metrics``."""
         M = self.metrics
-        key = fingerprint([markers[model_res]["digest"], markers[test_res]["digest"], "v1"])
+        key = fingerprint([markers[model_res]["digest"], markers[test_res]["digest"], "v2", M.DEFAULT_PEAK_CM])
         cache = self.root / "crosstest" / "metrics" / f"model_{_file_tag(model_res)}__test_{_file_tag(test_res)}.json"
         cached = read_json(cache)
         if isinstance(cached, dict) and cached.get("key") == key:
@@ -760,11 +767,13 @@ class ResolutionTransferStudy:
             label = self._load(e["label"])
             rows.append({
                 "test_um": test_res, "model_um": model_res, "id": e["id"],
-                "psnr_db": M.psnr(pred, label, "reference_max"),
-                "psnr_input_db": M.psnr(self._load(e["image"]), label, "reference_max"),
+                # the seed's equations 4-6: PSNR against the label, the rest against the self-test output;
+                # PSNR peak and SSIM L: the fixed 2·μ_water (not the noisy label's maximum, which grows with its noise)
+                "psnr_db": M.psnr(pred, label, M.DEFAULT_PEAK_CM),
+                "psnr_input_db": M.psnr(self._load(e["image"]), label, M.DEFAULT_PEAK_CM),
                 "residual_variance": M.residual_variance(pred, self_test),
                 "nrmse_percent": M.nrmse(pred, self_test),
-                "ssim": M.ssim(pred, self_test, "reference_max"),
+                "ssim": M.ssim(pred, self_test, M.DEFAULT_PEAK_CM),
             })
         write_json(cache, {"key": key, "rows": rows})
         return rows
@@ -802,8 +811,8 @@ class ResolutionTransferStudy:
                                    for m in res]
             first = self._cell(cells, t, res[0])
             md_rows.append(row + [mean_std(first["psnr_input_db_mean"], first["psnr_input_db_std"])])
-        md = ("PSNR (dB) against the normal-dose labels, mean ± SD over the test images (peak = each label's maximum, "
-              "μ in cm⁻¹; the seed's Table 3).\n\n" + markdown_table(header, md_rows))
+        md = ("PSNR (dB) against the normal-dose labels, mean ± SD over the test images (fixed peak 2·μ_water = "
+              f"{self.metrics.DEFAULT_PEAK_CM:.4f} cm⁻¹, i.e. +1000 HU, μ in cm⁻¹; the seed's Table 3).\n\n" + markdown_table(header, md_rows))
         out = list(write_table(self.tables / "crosstest_psnr", cells,
                                ["test_um", "model_um", "n", "psnr_db_mean", "psnr_db_std", "psnr_input_db_mean",
                                 "psnr_input_db_std"], md, "Cross-test PSNR"))
@@ -1009,7 +1018,8 @@ class ResolutionTransferStudy:
         upstream = {**{f"infer_{_pct(f)}pct": mk[1]["digest"] for f, mk in markers.items()},
                     **{f"finetune_{_pct(f)}pct": mk[0]["digest"] for f, mk in markers.items()},
                     "before": base[src]["digest"], "self": base[tgt]["digest"]}
-        settings = {"source_um": src, "target_um": tgt, "fractions": list(c.fractions), "version": 1}
+        settings = {"source_um": src, "target_um": tgt, "fractions": list(c.fractions), "version": 2,
+                    "psnr_peak_cm": self.metrics.DEFAULT_PEAK_CM}
         self._unit("retrain", "tables", settings, upstream, lambda uid: self._retrain_tables(src, tgt, base, markers))
 
     def _retrain_tables(self, src, tgt, base, markers) -> tuple[dict, str]:
@@ -1021,8 +1031,8 @@ class ResolutionTransferStudy:
             rows = []
             for e in items:
                 pred, ref, label = pred_of(e["id"]), self._pred(base[tgt], tgt, e["id"]), self._load(e["label"])
-                rows.append({"psnr_db": M.psnr(pred, label, "reference_max"), "residual_variance": M.residual_variance(pred, ref),
-                             "nrmse_percent": M.nrmse(pred, ref), "ssim": M.ssim(pred, ref, "reference_max")})
+                rows.append({"psnr_db": M.psnr(pred, label, M.DEFAULT_PEAK_CM), "residual_variance": M.residual_variance(pred, ref),
+                             "nrmse_percent": M.nrmse(pred, ref), "ssim": M.ssim(pred, ref, M.DEFAULT_PEAK_CM)})
             s = M.summarize(rows, names)
             return {f"{k}_{stat}": s[k][stat] for k in names for stat in ("mean", "std")} | {"n": s["psnr_db"]["n"]}
 
@@ -1292,7 +1302,10 @@ class ResolutionTransferStudy:
                  ["train / validation / test", "/".join(str(counts.get(s, "?")) for s in ("training", "validation", "test"))
                   + " slices per resolution", "2,400 / 300 / 300"],
                  ["training", f"{c.iterations} iterations, batch {c.batch_size} × {c.patch_size}² crops, Adam {c.learning_rate:g}, "
-                  f"×0.5 every {c.lr_decay_steps}, validation every {c.val_interval}, best val_loss kept", "50,000 steps, MSE loss"],
+                  f"×0.5 every {c.lr_decay_steps}, validation every {c.val_interval}, "
+                  + (f"early stopping after {c.early_stop_patience} validations without improvement"
+                     if c.early_stop_patience else "no early stopping") + ", best val_loss kept (batch, optimiser, "
+                  "schedule, early stopping and best-model selection are this project's choices)", "50,000 steps, MSE loss"],
                  ["retraining", f"{c.retrain_source:g} µm model on {', '.join(_pct(f) for f in c.fractions)} % of the "
                   f"{c.retrain_target:g} µm training set, ≤ {c.finetune_iterations} iterations, validation every "
                   f"{c.finetune_val_interval}, early stopping after {c.finetune_patience}", "5–30 %, 3,000–7,000 steps, early stopping"],
@@ -1306,7 +1319,9 @@ class ResolutionTransferStudy:
         # --- cross-test
         L += ["## 1. Cross-test: every model on every test set\n",
               "Metrics in cm⁻¹ from the bundle's `scripts/metrics.py`: PSNR = 10·log10(MAX²/MSE) against the normal-dose label "
-              "with MAX the label's maximum (equation 4); NRMSE = 100·RMSE/mean(cross-test output) (equation 5) and SSIM "
+              f"with MAX = 2·μ_water = {self.metrics.DEFAULT_PEAK_CM:.4f} cm⁻¹ (+1000 HU), fixed for every image (the seed says "
+              "only \"the maximum intensity value\"; the maximum of a noisy label would grow with its noise) (equation 4); "
+              "SSIM uses the same L; NRMSE = 100·RMSE/mean(cross-test output) (equation 5) and SSIM "
               "(equation 6, 11×11 Gaussian window) and the residual variance against the *self-test* output, i.e. the output "
               "of the model trained at the test resolution, as in the seed's Figures 5 and 8.\n",
               self._md_body("crosstest_psnr"), "### The seed's Table 3 beside this run\n", self._md_body("seed_table3_comparison"),

@@ -50,6 +50,28 @@ def test_presets_resolve_to_the_seed_proportions_and_sizes(tmp_path):
     assert smoke.stages == ("data", "report") and smoke.resolutions == (62.5, 625.0) and smoke.report_rows == (62.5, 625.0)
 
 
+def test_paper_preset_trains_the_seeds_fixed_50000_steps(tmp_path, monkeypatch):
+    """The seed trains every model for 50,000 steps (Table 2) and early-stops only the retraining."""
+    paper = _config(tmp_path, "--preset", "paper")
+    assert (paper.iterations, paper.early_stop_patience, paper.val_interval) == (50000, 0, 1000)
+    assert paper.finetune_patience == 4  # retraining keeps its early stopping, as the seed's
+    study = rt.ResolutionTransferStudy(paper)
+    seen = {}
+
+    def fake_training(uid, stage, name, configs, overrides, out_dir, total, val_interval):
+        seen.update(overrides, total=total)
+        return {"best_val_loss": 0.0, "best_iteration": 0}
+
+    monkeypatch.setattr(study, "data_marker", lambda res: {"digest": "d"})
+    monkeypatch.setattr(study, "_unit", lambda stage, name, settings, upstream, work, *a, **k: work("u")[0])
+    monkeypatch.setattr(study, "_run_training", fake_training)
+    study.train_marker(625.0, run=True)
+    # the bundle's EarlyStopHandler needs a positive patience: 50 validations without improvement cannot
+    # happen in 50 validations (the first sets the best score), so all 50,000 steps run
+    assert (seen["num_iterations"], seen["total"], seen["early_stop_patience"]) == (50000, 50000, 50)
+    assert _config(tmp_path, "--early_stop_patience", "3").early_stop_patience == 3
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -59,6 +81,7 @@ def test_presets_resolve_to_the_seed_proportions_and_sizes(tmp_path):
         (["--patch_size", "64"], "must not exceed `--n_pixels`"),
         (["--fractions", "0.5,1.5"], "--fractions"),
         (["--n_test", "0"], "positive integers"),
+        (["--early_stop_patience", "-1"], "`--early_stop_patience` must be a non-negative integer"),
         (["--source", "/no/such/folder"], "does not exist"),
     ],
 )

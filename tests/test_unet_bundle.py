@@ -201,13 +201,18 @@ def test_evaluate_writes_per_image_metrics_and_a_summary(tiny, tmp_path):
     summary = json.loads((tmp_path / "labels" / "summary.json").read_text())
     assert summary["reference"] == "label" and summary["metrics"]["psnr_db"]["n"] == 2
     assert (tmp_path / "labels" / "summary.csv").read_text().startswith("metric,mean,std,n")
-    # self-test: the reference is a model's output; the same model scores perfectly
+    assert float(first["data_range"]) == pytest.approx(2 * MU_W)  # the fixed peak: +1000 HU in cm^-1
+    # self-test: NRMSE, SSIM and residual variance against a model's output (the same model scores perfectly),
+    # PSNR still against the label (the seed's equations 4-6)
     bundle_run(["train.json", "evaluate.json"], output_dir=str(tmp_path / "self"),
                reference_ckpt=str(tiny / "model.pt"), **common)
-    s = json.loads((tmp_path / "self" / "summary.json").read_text())["metrics"]
+    self_summary = json.loads((tmp_path / "self" / "summary.json").read_text())
+    s = self_summary["metrics"]
     assert s["nrmse_percent"]["mean"] == 0.0 and s["residual_variance"]["mean"] == 0.0
-    assert s["ssim"]["mean"] == pytest.approx(1.0) and s["psnr_db"]["mean"] is None  # inf is written as null
-    assert "inf" in (tmp_path / "self" / "metrics.csv").read_text()
+    assert s["ssim"]["mean"] == pytest.approx(1.0)
+    assert s["psnr_db"]["mean"] == pytest.approx(summary["metrics"]["psnr_db"]["mean"], rel=1e-6)  # not inf
+    assert s["rmse"]["mean"] == pytest.approx(summary["metrics"]["rmse"]["mean"], rel=1e-6)
+    assert (self_summary["reference"], self_summary["psnr_reference"]) == ("reference", "label")
 
 
 def test_inference_command_denoises_the_sample_data(tiny, tmp_path):

@@ -25,6 +25,61 @@ def test_psnr_by_hand():
     assert M.psnr(ref, ref, 1.0) == math.inf
 
 
+def test_default_psnr_peak_is_a_fixed_two_mu_water_that_label_noise_cannot_move():
+    assert M.DEFAULT_PEAK_CM == pytest.approx(2 * 0.2059)  # cm^-1: +1000 HU at 60 keV
+    rng = np.random.default_rng(5)
+    label = np.full((16, 16), 0.2059)  # water
+    label[4:8, 4:8] = 0.30  # a brighter insert; the label's maximum (0.30) is not the peak
+    pred = label + 0.01  # MSE = 1e-4
+    assert M.psnr(pred, label) == pytest.approx(10 * math.log10(0.4118**2 / 1e-4))  # = 32.293 dB by hand
+    noisy = label + rng.normal(0, 0.02, label.shape)  # a noisier label: its maximum grows...
+    assert noisy.max() > label.max() + 0.02
+    mse_noisy = np.mean((pred - noisy) ** 2)
+    # ...but the peak does not; PSNR changes only through the MSE
+    assert M.image_metrics(pred, noisy)["data_range"] == M.image_metrics(pred, label)["data_range"] == 0.4118
+    assert M.psnr(pred, noisy) == pytest.approx(10 * math.log10(0.4118**2 / mse_noisy))
+    assert M.resolve_data_range(noisy) == M.resolve_data_range(label) == M.DEFAULT_PEAK_CM
+    # the old convention, kept only on request, moves with the noise
+    assert M.resolve_data_range(noisy, "reference_max") == pytest.approx(noisy.max()) != pytest.approx(label.max())
+
+
+def test_psnr_is_against_the_label_and_the_rest_against_the_self_test():
+    """The seed's equations 4-6: PSNR (and RMSE) against the label, NRMSE, SSIM and residual variance against
+    the self-test output. Here the cross-test equals the self-test output, which differs from the label."""
+    label = np.full((16, 16), 0.20)
+    self_test = label + np.where(np.indices((16, 16)).sum(0) % 2, 0.004, -0.004)  # MSE vs label 1.6e-5
+    m = M.image_metrics(self_test, self_test, ssim_window="global", label=label)
+    assert m["psnr_db"] == pytest.approx(10 * math.log10(0.4118**2 / 1.6e-5))
+    assert m["rmse"] == pytest.approx(0.004)
+    assert (m["nrmse_percent"], m["residual_variance"], m["ssim"]) == (0.0, 0.0, pytest.approx(1.0))
+    same = M.image_metrics(self_test, label)  # no label given: the reference is the label
+    assert same["psnr_db"] == pytest.approx(m["psnr_db"]) and same["nrmse_percent"] == pytest.approx(100 * 0.004 / 0.2)
+
+
+def test_metrics_writer_scores_psnr_against_the_label_with_a_reference_model(tmp_path):
+    """evaluate.json with --reference_ckpt: the old writer scored every metric against the reference (PSNR = inf
+    for a model compared with itself); now PSNR and RMSE use the label."""
+    import json
+
+    handlers = bundle_scripts("unet_ldct").handlers
+    label = torch.full((1, 16, 16), 0.20, dtype=torch.float64)
+    pred = label + 0.01  # MSE vs label 1e-4
+    out = {"pred": pred, "label": label, "reference": pred.clone()}
+    engine = type("E", (), {})()
+    engine.state = type("S", (), {"output": [out], "batch": [{"id": "a"}]})()
+    w = handlers.ImageMetricsWriter(str(tmp_path), reference_key="reference", label_key="label", name="t")
+    w.update(engine)
+    row = w.rows[0]
+    assert row["id"] == "a" and row["psnr_db"] == pytest.approx(10 * math.log10(0.4118**2 / 1e-4))
+    assert row["rmse"] == pytest.approx(0.01) and row["nrmse_percent"] == 0.0 and row["residual_variance"] == 0.0
+    w.write(engine)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["reference"], summary["psnr_reference"], summary["data_range"]) == ("reference", "label", 0.4118)
+    with pytest.raises(KeyError, match=r"lacks \['label'\]"):
+        engine.state.output = [{"pred": pred, "reference": pred}]
+        w.update(engine)
+
+
 def test_nrmse_is_normalised_by_the_predicted_mean():
     pred, ref = np.array([[1.0, 3.0]]), np.array([[1.0, 1.0]])
     # MSE = (0 + 4) / 2 = 2, mean(pred) = 2 -> 100 * sqrt(2) / 2
@@ -86,7 +141,7 @@ def test_image_metrics_accepts_numpy_torch_and_channel_dims():
     assert list(a) == list(M.METRIC_NAMES)
     for k in a:
         assert a[k] == pytest.approx(b[k], rel=1e-6)
-    assert a["data_range"] == pytest.approx(float(ref.max()))
+    assert a["data_range"] == M.DEFAULT_PEAK_CM  # the fixed peak, not the label's maximum
     assert a["rmse"] == pytest.approx(math.sqrt(np.mean((pred.astype(np.float64) - ref) ** 2)), rel=1e-9)
 
 

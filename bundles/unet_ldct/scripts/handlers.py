@@ -13,7 +13,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-from .metrics import METRIC_NAMES, image_metrics, summarize
+from .metrics import DEFAULT_PEAK_CM, METRIC_NAMES, image_metrics, summarize
 from .utils import latest_checkpoint
 
 __all__ = ["CheckpointResume", "ValidationState", "ImageMetricsWriter", "ProgressBarHandler"]
@@ -156,9 +156,11 @@ class ValidationState:
 class ImageMetricsWriter:
     """Per-image PSNR, NRMSE, SSIM and residual variance of an evaluation, written to CSV with a summary.
 
-    Attach it to a ``SupervisedEvaluator`` whose postprocessing leaves ``pred_key`` and
-    ``reference_key`` in the same unit (the evaluate config uses cm⁻¹). After each iteration it scores
-    every image of the batch with :func:`scripts.metrics.image_metrics`; when the run completes it
+    Attach it to a ``SupervisedEvaluator`` whose postprocessing leaves ``pred_key``, ``reference_key``
+    and ``label_key`` in the same unit (the evaluate config uses cm⁻¹). After each iteration it scores
+    every image of the batch with :func:`scripts.metrics.image_metrics`: PSNR and RMSE against the
+    label, NRMSE, SSIM and residual variance against the reference (the seed's equations 4 to 6,
+    where the reference is the self-test output); when the run completes it
     writes ``metrics.csv`` (one row per image, column ``id`` then :data:`METRIC_NAMES`),
     ``summary.csv`` (``metric, mean, std, n``; sample standard deviation) and ``summary.json`` (strict
     JSON: non-finite values, such as the infinite PSNR of identical images, become ``null``), and
@@ -167,10 +169,14 @@ class ImageMetricsWriter:
     Args:
         output_dir: folder for the files (created if needed).
         pred_key: key of the image under test. Default ``"pred"``.
-        reference_key: key of the reference: ``"label"`` (normal-dose image) or a reference model's
-            output, e.g. ``"reference"`` (the study's self-test).
-        data_range: PSNR/SSIM range: a number in the images' unit, ``"reference_max"`` (default: the
-            reference's maximum, the study's MAX_I) or ``"reference_range"``.
+        reference_key: key of the reference of NRMSE, SSIM and residual variance: ``"label"``
+            (normal-dose image) or a reference model's output, e.g. ``"reference"`` (the study's
+            self-test).
+        label_key: key of the normal-dose label that PSNR and RMSE are computed against. Default
+            ``"label"``; ``None``: the reference.
+        data_range: PSNR peak and SSIM ``L``: a number in the images' unit (default
+            :data:`scripts.metrics.DEFAULT_PEAK_CM`, 0.4118 cm⁻¹ = +1000 HU, fixed), or
+            ``"reference_max"`` / ``"reference_range"`` (grow with the label's noise).
         ssim_window: ``"gaussian"`` (default), ``"uniform"`` or ``"global"``.
         id_key: batch key naming each image (the datalist's ``"id"``); if absent, the file name of the
             prediction's metadata is used.
@@ -183,7 +189,8 @@ class ImageMetricsWriter:
         output_dir: str,
         pred_key: str = "pred",
         reference_key: str = "label",
-        data_range: float | str = "reference_max",
+        label_key: str | None = "label",
+        data_range: float | str = DEFAULT_PEAK_CM,
         ssim_window: str = "gaussian",
         id_key: str = "id",
         metrics_file: str = "metrics.csv",
@@ -193,6 +200,7 @@ class ImageMetricsWriter:
         self.output_dir = output_dir
         self.pred_key = pred_key
         self.reference_key = reference_key
+        self.label_key = label_key or reference_key
         self.data_range = data_range
         self.ssim_window = ssim_window
         self.id_key = id_key
@@ -224,14 +232,12 @@ class ImageMetricsWriter:
         if isinstance(outputs, dict):
             outputs, batches = [outputs], [batches]
         for i, out in enumerate(outputs):
-            if self.reference_key not in out or self.pred_key not in out:
-                raise KeyError(
-                    f"ImageMetricsWriter: engine output lacks {self.pred_key!r} or {self.reference_key!r}; "
-                    f"it has {sorted(out)}."
-                )
-            pred, ref = out[self.pred_key], out[self.reference_key]
+            missing = [k for k in (self.pred_key, self.reference_key, self.label_key) if k not in out]
+            if missing:
+                raise KeyError(f"ImageMetricsWriter: engine output lacks {missing}; it has {sorted(out)}.")
+            pred, ref, label = out[self.pred_key], out[self.reference_key], out[self.label_key]
             row = {"id": self._image_id(batches[i] if i < len(batches) else None, pred)}
-            row.update(image_metrics(pred, ref, self.data_range, self.ssim_window))
+            row.update(image_metrics(pred, ref, self.data_range, self.ssim_window, label=label))
             self.rows.append(row)
 
     def write(self, engine: Engine | None = None) -> dict:
@@ -248,7 +254,8 @@ class ImageMetricsWriter:
                 writer.writerow([k, s["mean"], s["std"], s["n"]])
         with open(os.path.join(self.output_dir, os.path.splitext(self.summary_file)[0] + ".json"), "w") as f:
             json.dump(
-                {"reference": self.reference_key, "data_range": self.data_range, "ssim_window": self.ssim_window,
+                {"reference": self.reference_key, "psnr_reference": self.label_key,
+                 "data_range": self.data_range, "ssim_window": self.ssim_window,
                  "metrics": {k: {kk: (None if isinstance(v, float) and not math.isfinite(v) else v) for kk, v in s.items()}
                              for k, s in summary.items()}},
                 f, indent=2,

@@ -7,9 +7,19 @@ return Python floats. ``pred`` is the image under test (the denoised, or "cross-
 
 Conventions, stated because LDCT papers differ:
 
-* PSNR (eq. 4): ``10 log10(MAX² / MSE)``. ``MAX`` is an explicit ``data_range``: a number in the
-  images' unit, or ``"reference_max"`` (the reference image's maximum, the study's "maximum
-  intensity value"), or ``"reference_range"`` (its max minus min).
+* PSNR (eq. 4): ``10 log10(MAX² / MSE)``. ``MAX`` is ``data_range``: by default the **fixed peak**
+  :data:`DEFAULT_PEAK_CM` = 2·μ_water = 0.4118 cm⁻¹ (+1000 HU at 60 keV, the top of the −1000…+1000 HU
+  range that the training validation's ``val_data_range`` = 2.0 in μ/μ_water also uses), so it is
+  the same for every image and does not depend on the label's noise. The study says only "the
+  maximum intensity value"; the project fixes it (an interpretation choice). Any other number in
+  the images' unit may be passed (for HU images, e.g. 4096 for −1024…3071 HU). ``"reference_max"``
+  (the reference image's own maximum) and ``"reference_range"`` (its max minus min) remain for
+  comparison, but on a noisy label they grow with its noise: a noisier label gets a higher peak and
+  a higher PSNR for the same error.
+* The seed's reference images (eqs. 4 to 6): PSNR against the normal-dose label ("the MSE used here
+  is calculated based on the ground truth"); NRMSE, SSIM and residual variance against the self-test
+  output (the model trained at the test resolution). :func:`image_metrics` takes both (``label``
+  and ``ref``).
 * NRMSE (eq. 5): ``100 · sqrt(MSE) / mean(pred)``, normalised by the mean of the *predicted*
   image as in the study, in percent.
 * SSIM (eq. 6): ``"gaussian"`` (default) is the windowed SSIM of Wang et al. (2004) as MONAI's
@@ -31,6 +41,8 @@ import numpy as np
 import torch
 
 __all__ = [
+    "MU_WATER_CM",
+    "DEFAULT_PEAK_CM",
     "DATA_RANGE_MODES",
     "SSIM_WINDOWS",
     "METRIC_NAMES",
@@ -44,6 +56,11 @@ __all__ = [
     "summarize",
 ]
 
+#: μ_water at 60 keV in cm⁻¹ (NIST, the study's energy; the bundle's ``mu_water``).
+MU_WATER_CM = 0.2059
+#: The default PSNR peak and SSIM ``L`` in cm⁻¹: 2·μ_water, i.e. +1000 HU (air 0, water μ_water).
+#: Fixed, so that noise on the label cannot move it (see the module docstring).
+DEFAULT_PEAK_CM = 2.0 * MU_WATER_CM
 DATA_RANGE_MODES = ("reference_max", "reference_range")
 SSIM_WINDOWS = ("gaussian", "uniform", "global")
 #: Columns :func:`image_metrics` returns, in order.
@@ -64,12 +81,14 @@ def _pair(pred, ref, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     return p, r
 
 
-def resolve_data_range(ref, data_range: float | str = "reference_max") -> float:
+def resolve_data_range(ref, data_range: float | str = DEFAULT_PEAK_CM) -> float:
     """The ``MAX``/``L`` of PSNR and SSIM for one reference image.
 
     Args:
-        ref: the reference image.
-        data_range: a positive number in the image's unit, ``"reference_max"`` or ``"reference_range"``.
+        ref: the reference image (read only by the two modes).
+        data_range: a positive number in the image's unit (default :data:`DEFAULT_PEAK_CM`, 0.4118 cm⁻¹,
+            fixed), or ``"reference_max"`` / ``"reference_range"``: the reference's maximum / max − min,
+            which grow with the reference's noise.
 
     Raises:
         ValueError: an unknown mode, or a range that is not positive.
@@ -92,8 +111,9 @@ def mse(pred, ref) -> float:
     return float(((p - r) ** 2).mean())
 
 
-def psnr(pred, ref, data_range: float | str = "reference_max") -> float:
-    """Peak signal-to-noise ratio in dB (equation 4); ``inf`` for identical images."""
+def psnr(pred, ref, data_range: float | str = DEFAULT_PEAK_CM) -> float:
+    """Peak signal-to-noise ratio in dB (equation 4): ``10 log10(MAX² / MSE(pred, ref))``; ``inf`` for
+    identical images. ``MAX`` is ``data_range`` (default the fixed :data:`DEFAULT_PEAK_CM` in cm⁻¹)."""
     p, r = _pair(pred, ref, "psnr")
     peak = resolve_data_range(r, data_range)
     err = float(((p - r) ** 2).mean())
@@ -122,7 +142,7 @@ def residual_variance(pred, ref) -> float:
 def ssim(
     pred,
     ref,
-    data_range: float | str = "reference_max",
+    data_range: float | str = DEFAULT_PEAK_CM,
     *,
     window: str = "gaussian",
     kernel_size: int = 11,
@@ -187,22 +207,34 @@ def _window(kind: str, size: int, sigma: float, nd: int) -> torch.Tensor:
 
 
 def image_metrics(
-    pred, ref, data_range: float | str = "reference_max", ssim_window: str = "gaussian"
+    pred, ref, data_range: float | str = DEFAULT_PEAK_CM, ssim_window: str = "gaussian", label=None
 ) -> dict[str, float]:
     """All per-image metrics as a dict with the keys of :data:`METRIC_NAMES`.
 
+    Args:
+        pred: the image under test (a denoised or cross-test image).
+        ref: the reference of NRMSE, SSIM and residual variance: the normal-dose label, or the
+            self-test output (the seed's equations 5 and 6).
+        data_range: PSNR's ``MAX`` and SSIM's ``L``; see :func:`resolve_data_range`.
+        ssim_window: window of ``ssim``.
+        label: the normal-dose label that PSNR and RMSE are computed against (the seed's equation 4,
+            "calculated based on the ground truth"). ``None`` (default): ``ref`` is the label.
+
     ``ssim`` uses ``ssim_window``; ``ssim_global`` is always the whole-image equation 6; ``rmse`` is in
-    the images' unit and ``data_range`` is the resolved ``MAX``/``L``.
+    the images' unit, against ``label``; ``data_range`` is the resolved PSNR ``MAX`` (from ``label``
+    for the two modes).
     """
     p, r = _pair(pred, ref, "image_metrics")
-    peak = resolve_data_range(r, data_range)
+    lab = r if label is None else _pair(pred, label, "image_metrics (label)")[1]
+    peak = resolve_data_range(lab, data_range)
+    L = resolve_data_range(r, data_range)
     return {
-        "psnr_db": psnr(p, r, peak),
+        "psnr_db": psnr(p, lab, peak),
         "nrmse_percent": nrmse(p, r),
-        "ssim": ssim(p, r, peak, window=ssim_window),
-        "ssim_global": ssim(p, r, peak, window="global"),
+        "ssim": ssim(p, r, L, window=ssim_window),
+        "ssim_global": ssim(p, r, L, window="global"),
         "residual_variance": residual_variance(p, r),
-        "rmse": math.sqrt(mse(p, r)),
+        "rmse": math.sqrt(mse(p, lab)),
         "data_range": peak,
     }
 
