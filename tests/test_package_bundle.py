@@ -131,12 +131,15 @@ def test_unpacked_cpce_zip_runs_its_inference_as_the_network_computes(tmp_path, 
     (out_path,) = list((tmp_path / "out").rglob("*.nii.gz"))
     out = np.squeeze(nib.load(out_path).get_fdata(dtype=np.float32))
     assert out.shape == img.shape and np.isfinite(out).all()
-    # by hand: [-1024, 3072] HU in cm⁻¹ -> [0, 1], the shipped network, and back
+    # by hand: [-1024, 3072] HU in cm⁻¹ -> [0, 1], reflected by the config's margin, the shipped network,
+    # cropped back, and back to cm⁻¹
     lo, hi = (-1024 / 1000 + 1) * MU_W, (3072 / 1000 + 1) * MU_W
+    m = json.loads((root / "configs" / "inference.json").read_text())["inferer"]["margin"]
     net = bundle_scripts("cpce_rfm_da").networks.CPCE2D(channels=32).eval()
     net.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
     with torch.no_grad():
-        expected = net(torch.from_numpy((img - lo) / (hi - lo))[None, None])[0, 0].numpy() * (hi - lo) + lo
+        x = torch.nn.functional.pad(torch.from_numpy((img - lo) / (hi - lo))[None, None], [m] * 4, mode="reflect")
+        expected = net(x)[0, 0, m:x.shape[-2] - m, m:x.shape[-1] - m].numpy() * (hi - lo) + lo
     np.testing.assert_allclose(out, expected, atol=2e-5)  # cm⁻¹ (0.1 HU)
 
 
