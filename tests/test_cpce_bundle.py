@@ -330,3 +330,26 @@ def test_evaluate_writes_table_1_with_stated_conventions(domains, tmp_path):
     by_metric = {r["metric"]: float(r["mean"]) for r in rows if r["method"] == "CPCE + adaptive RFM alignment"}
     assert math.isclose(metrics["ssim_window"], by_metric["ssim_window"], rel_tol=1e-4)
     assert (tmp_path / "eval_single" / "metrics.csv").is_file()
+
+
+def test_training_unit_checks_name_their_own_override_and_can_be_forced():
+    """A source pair checked against ``--input_unit``, an unlabelled target against ``--target_unit``;
+    ``--check_unit false`` turns both checks off, as in inference (HU water is 0: it looks like μ)."""
+    load_bundle_scripts()
+    from monai.bundle import ConfigParser
+
+    hu_slice = {"image": torch.full((1, 32, 32), 40.0)}
+    hu_slice["image"][0, :8] = -1000.0  # air and soft tissue in HU
+    for check_unit, expect_error in ((True, True), (False, False)):
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLE / "configs" / "train.json"))
+        parser["check_unit"] = check_unit
+        for path, flag in (("train#preprocessing#transforms#2", "--input_unit hu"),
+                           ("train#target_preprocessing#transforms#2", "--target_unit hu")):
+            check = parser.get_parsed_content(path)
+            data = {"image": hu_slice["image"].clone(), "label": hu_slice["image"].clone()}
+            if expect_error:
+                with pytest.raises(ValueError, match=flag):
+                    check(data)
+            else:
+                check(data)
