@@ -55,7 +55,17 @@ from monai.data import MetaTensor
 
 from .fbp import FILTERS
 from .geometry import PAPER_PRESETS, FanBeamGeometry, get_preset
-from .io import VALUE_UNITS, CTReadError, CTSource, ReadFailure, check_nifti_unit, find_ct, slice_affine, slice_id
+from .io import (
+    VALUE_UNITS,
+    CTReadError,
+    CTSource,
+    ReadFailure,
+    check_nifti_unit,
+    check_output_folder,
+    find_ct,
+    slice_affine,
+    slice_id,
+)
 from .phantoms import abdominal_phantom
 from .projectors import BACKENDS, DEFAULT_BACKEND, PROJECTOR_MODELS
 from .provenance import provenance
@@ -485,12 +495,10 @@ def _load_slice(job: _Job, sources: dict[str, CTSource], config: DatasetConfig) 
 
 def _check_out_dir(out: Path) -> None:
     """Refuse an output path that is a file, or lies under one, before anything is written."""
-    for p in (out, *out.parents):
-        if p.exists():
-            if not p.is_dir():
-                what = "is a file" if p == out else f"lies under {str(p)!r}, which is a file"
-                raise ValueError(f"build_dataset: the output folder (`out_dir`, --out) {str(out)!r} {what}; pass a folder (created if needed).")
-            return
+    try:
+        check_output_folder(out)
+    except NotADirectoryError as e:
+        raise ValueError(f"build_dataset: the output folder (`out_dir`, --out) {e}.") from None
 
 
 def _check_units(sources: dict[str, CTSource], config: DatasetConfig) -> None:

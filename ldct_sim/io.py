@@ -52,6 +52,7 @@ __all__ = [
     "slice_affine",
     "guess_value_unit",
     "check_nifti_unit",
+    "check_output_folder",
     "DICOM_SUFFIXES",
     "NIFTI_SUFFIXES",
     "VALUE_UNITS",
@@ -59,6 +60,25 @@ __all__ = [
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def check_output_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a folder to write into: refuse one that is a file or lies under a file, before any work.
+
+    Returns:
+        ``Path(path)`` (it may not exist yet; the caller creates it).
+
+    Raises:
+        NotADirectoryError: ``path``, or a folder above it, is a file; the message names it.
+    """
+    out = Path(path)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"lies under {str(p)!r}, which is a file"
+                raise NotADirectoryError(f"{str(path)!r} {what}; pass a folder (created if needed)")
+            break
+    return out
 
 
 class CTReadError(ValueError):

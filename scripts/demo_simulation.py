@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ldct_sim import LowDoseSimulator, get_preset, hu_to_mu, mu_water  # noqa: E402
+from ldct_sim.io import check_output_folder  # noqa: E402
 from ldct_sim.phantoms import abdominal_phantom  # noqa: E402
 from ldct_sim.provenance import provenance  # noqa: E402
 
@@ -37,14 +38,10 @@ NOISE_WINDOW_CM = (-0.007, 0.007)
 
 def _output_folder(text: str) -> Path:
     """``--out``: refuse a path that is a file or lies under one, before any work."""
-    path = Path(text)
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                what = "is a file" if p == path else f"lies under {str(p)!r}, which is a file"
-                raise argparse.ArgumentTypeError(f"{text!r} {what}; pass a folder (created if needed)")
-            break
-    return path
+    try:
+        return check_output_folder(text)
+    except NotADirectoryError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:

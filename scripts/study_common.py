@@ -86,13 +86,12 @@ def output_folder(text: str) -> str:
     Refuses (``argparse.ArgumentTypeError``, which argparse prints as ``error: argument --results_dir:
     ...``, exit status 2) a path that is a file or lies under one, before anything is written.
     """
-    path = Path(text)
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                what = "is a file" if p == path else f"lies under {str(p)!r}, which is a file"
-                raise argparse.ArgumentTypeError(f"{text!r} {what}; pass a folder (created if needed)")
-            break
+    from ldct_sim.io import check_output_folder
+
+    try:
+        check_output_folder(text)
+    except NotADirectoryError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 

@@ -190,3 +190,15 @@ def test_mixed_folder_and_missing_path(tmp_path):
         find_ct(tmp_path / "nowhere")
     with pytest.raises(IndexError, match=r"`index` must be in \[0, 3\)"):
         next(s for s in inv.sources if s.kind == "nifti").read_slice(3)
+
+
+def test_check_output_folder_refuses_files_and_paths_under_them(tmp_path):
+    from ldct_sim.io import check_output_folder
+
+    (tmp_path / "a_file").write_text("x")
+    assert check_output_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"  # created later
+    with pytest.raises(NotADirectoryError, match=r"a_file' is a file; pass a folder"):
+        check_output_folder(tmp_path / "a_file")
+    with pytest.raises(NotADirectoryError, match=r"lies under '.*a_file', which is a file"):
+        check_output_folder(tmp_path / "a_file" / "out")
+    assert not (tmp_path / "new").exists()  # nothing made
