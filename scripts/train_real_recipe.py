@@ -91,14 +91,15 @@ def _npz_slices(path: str, key: str | None, indices: list[int] | None, spacing: 
         if sp is None:
             sp = 0.74
             logger.warning("%s[%d]: no pixel spacing known; assuming %.2f mm (pass --spacing)", path, i, sp)
-        yield arr[i].astype(np.float32), float(sp), str(rec.get("id", f"{Path(path).stem}_{i}")), str(rec.get("patient", ""))
+        yield (arr[i].astype(np.float32), float(sp), str(rec.get("id", f"{Path(path).stem}_{i}")), str(rec.get("patient", "")),
+               _guess_kernel(str(rec.get("kernel", ""))))
 
 
 def _input_slices(path: str):
     from ldct_sim.io import iter_ct_slices
 
     for s in iter_ct_slices(path):
-        yield s.hu.astype(np.float32), float(np.mean(s.spacing_mm)), s.slice_id, s.group_id
+        yield s.hu.astype(np.float32), float(np.mean(s.spacing_mm)), s.slice_id, s.group_id, ""  # kernel: not read
 
 
 def _square(hu: np.ndarray) -> np.ndarray:
@@ -135,6 +136,15 @@ def cmd_simulate(args) -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     groups = [g.split(",") for g in args.kernel_groups.split(";") if g]
+    scan = dict(DEFINITION_AS)
+    if args.profiles:
+        # scanner profiles (``python -m ldct_sim calibrate`` output, or a shipped name): their hardware, and
+        # one group per profile holding its fitted kernel
+        from ldct_sim import load_profile
+
+        profiles = [load_profile(name) for name in args.profiles.split(",")]
+        scan = {"sod_mm": profiles[0].sod_mm, "sdd_mm": profiles[0].sdd_mm, "det_pixel_mm": profiles[0].det_pixel_mm}
+        groups = [[f"apod:{p.kernel.s_mm2:.4g}:{p.kernel.q_mm4:.4g}"] for p in profiles]
     slices = []
     for path in args.input or []:
         slices += list(_input_slices(path))
@@ -150,7 +160,7 @@ def cmd_simulate(args) -> None:
     n_views = args.views
     i0_view = args.i0_ref * REFERENCE_VIEWS / n_views
     # every slice's first draw, then every slice's second...: a run stopped early still covers all slices
-    for r, (si, (hu, spacing, sid, patient)) in ((r, x) for r in range(args.realisations) for x in enumerate(slices)):
+    for r, (si, (hu, spacing, sid, patient, source_kernel)) in ((r, x) for r in range(args.realisations) for x in enumerate(slices)):
         hu = _square(np.clip(hu, -1024.0, 3071.0))
         if True:
             name = f"{si:03d}_{r}.npz"
@@ -163,7 +173,7 @@ def cmd_simulate(args) -> None:
             if (out / name).is_file():
                 continue
             t0 = time.time()
-            g = FanBeamGeometry(pixel_size_mm=pixel, n_pixels=hu.shape[0], n_views=n_views, **DEFINITION_AS)
+            g = FanBeamGeometry(pixel_size_mm=pixel, n_pixels=hu.shape[0], n_views=n_views, **scan)
             sino = forward_project(torch.as_tensor(hu_to_mu(hu)), g, "astra", model="line")
             gen = make_generator(int(rng.integers(2**31)))
             diff = torch.stack([transmission_noise(sino, i0_view, generator=gen) - sino for _ in kernels])
@@ -171,14 +181,14 @@ def cmd_simulate(args) -> None:
             noise_hu = (noise / mw * 1000.0).numpy().astype(np.float16)
             tmp = out / (name + ".tmp.npz")
             np.savez(tmp, image_hu=hu, noise_hu=noise_hu, kernels=np.array(kernels), pixel_mm=pixel, i0_ref=args.i0_ref,
-                     source=sid, patient=patient)
+                     source=sid, patient=patient, source_kernel=source_kernel)
             os.replace(tmp, out / name)
             body = hu > -500
             logger.info("%s %s (%s) %.3f mm: noise SD in body %s HU at I0 %.3g, %.0f s", name, sid, patient, pixel,
                         [round(float(n[body].std()), 1) for n in noise_hu.astype(np.float32)], args.i0_ref,
                         time.time() - t0)
     (out / "manifest.json").write_text(json.dumps({
-        "geometry": {**DEFINITION_AS, "n_views": n_views, "reference_views": REFERENCE_VIEWS},
+        "geometry": {**scan, "n_views": n_views, "reference_views": REFERENCE_VIEWS},
         "kernel_groups": groups, "i0_ref": args.i0_ref, "scale_jitter": args.scale_jitter, "seed": args.seed,
         "draws": manifest}, indent=1))
     logger.info("wrote %d draws to %s", len(manifest), out)
@@ -207,10 +217,18 @@ def load_network(bundle: str, ckpt: str | None = None) -> torch.nn.Module:
     parser["bundle_root"] = str(root)
     net = parser.get_parsed_content("network_def")
     if ckpt:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        state = state.get("model", state)
+        state = _load_weights(ckpt)
         net.load_state_dict({k: v.float() for k, v in state.items()})
     return net
+
+
+def _load_weights(path: str) -> dict:
+    """The network state dict of a ``models/model.pt`` or of a ``train`` checkpoint (``{"model": ...}``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a train checkpoint of an older version of this script pickled its arguments; ours, trusted
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    return state.get("model", state)
 
 
 def to_net(hu: torch.Tensor, bundle: str) -> torch.Tensor:
@@ -237,12 +255,17 @@ class PatchSampler:
         seed: seed of every draw.
         exclude_patients: patient ids whose draws are left out.
         noise_shift: the noise patch is taken up to this many pixels off the anatomy patch.
+        presmooth: ``{source kernel: σ in pixels}``: a Gaussian blur of the anatomy (label and input alike)
+            of draws made from slices of that kernel, e.g. ``{"sharp": 0.8}``: a sharp-kernel normal-dose
+            slice carries much noise of its own, which as label teaches the network that fine texture
+            is unpredictable (it then blurs edges).
     """
 
     def __init__(self, data: str, patch: int, i0_range, intensity_jitter: float = 0.05, kernels=None, seed: int = 0,
-                 exclude_patients=(), noise_shift: int = 8):
+                 exclude_patients=(), noise_shift: int = 8, presmooth: dict | None = None):
         self.images, self.noise, self.i0_ref, self.draw_kernel, self.patients = [], [], [], [], []
         self.data, self.kernels, self.exclude, self.files = data, kernels, set(exclude_patients), set()
+        self.presmooth = dict(presmooth or {})
         self.rescan()
         if not self.images:
             raise SystemExit(f"train: no simulated draws in {data!r} (run `simulate` first).")
@@ -265,7 +288,14 @@ class PatchSampler:
                     patient = str(d["patient"]) if "patient" in d.files else ""
                     if patient in self.exclude:
                         continue
-                    img = torch.from_numpy(d["image_hu"].astype(np.float32))
+                    image = d["image_hu"].astype(np.float32)
+                    source_kernel = str(d["source_kernel"]) if "source_kernel" in d.files else _guess_kernel(str(d["source"]) if "source" in d.files else "")
+                    sigma = self.presmooth.get(source_kernel, 0.0)
+                    if sigma > 0:
+                        from scipy.ndimage import gaussian_filter
+
+                        image = gaussian_filter(image, sigma).astype(np.float32)
+                    img = torch.from_numpy(image)
                     for k, kern in enumerate(d["kernels"]):
                         if self.kernels and str(kern) not in self.kernels:
                             continue
@@ -281,8 +311,9 @@ class PatchSampler:
         return lo + (hi - lo) * float(torch.rand((), generator=self.gen))
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(low_dose, label)`` in HU, each ``(batch, 1, patch, patch)``."""
-        xs, ys = [], []
+        """``(low_dose, label)`` in HU, each ``(batch, 1, patch, patch)``; ``last_noise_sd`` then holds each
+        patch's noise SD in HU."""
+        xs, ys, sds = [], [], []
         p = self.patch
         for _ in range(batch):
             i = int(torch.randint(len(self.images), (), generator=self.gen))
@@ -310,7 +341,24 @@ class PatchSampler:
             y, n = pair[0], pair[1]
             xs.append((y + n).clamp_min(-1024.0))  # real images are stored from -1024 HU up
             ys.append(y)
+            sds.append(float(n.std()))
+        self.last_noise_sd = torch.tensor(sds)
         return torch.stack(xs)[:, None], torch.stack(ys)[:, None]
+
+
+def _plain(args) -> dict:
+    """The command-line arguments as plain values (no functions), for checkpoints and JSON."""
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
+def _guess_kernel(text: str) -> str:
+    """``"sharp"``, ``"smooth"`` or ``""`` from a kernel name or slice id (B30f smooth, D45f sharp)."""
+    t = text.lower()
+    if "sharp" in t or "d45" in t:
+        return "sharp"
+    if "smooth" in t or "b30" in t:
+        return "smooth"
+    return ""
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -328,7 +376,8 @@ def cmd_train(args) -> None:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sampler = PatchSampler(args.data, args.patch, (args.i0_min, args.i0_max), args.intensity_jitter,
                            kernels=args.kernels.split(",") if args.kernels else None, seed=args.seed,
-                           exclude_patients=set(args.exclude_patients.split(",")) if args.exclude_patients else ())
+                           exclude_patients=set(args.exclude_patients.split(",")) if args.exclude_patients else (),
+                           presmooth={"sharp": args.presmooth_sharp} if args.presmooth_sharp else None)
     ckpt_path = out / "checkpoint.pt"
     it, elapsed, losses = 0, 0.0, []
     if ckpt_path.is_file():
@@ -357,12 +406,22 @@ def cmd_train(args) -> None:
         x, y = to_net(x, args.bundle), to_net(y, args.bundle)
         with torch.autocast("cpu", dtype=dtype, enabled=amp):
             pred = net(x)
-        loss = torch.nn.functional.mse_loss(pred.float(), y)
+        if args.loss_weighting == "noise":
+            # each patch's squared error relative to its own noise variance (plus a floor): without it the
+            # noisiest patches (sharp kernel, lowest dose: 10x the noise of a smooth quarter-dose patch) own
+            # the loss, and the network learns to blur what a low-noise smooth image needs kept
+            per = ((pred.float() - y) ** 2).mean(dim=(1, 2, 3))
+            var = (sampler.last_noise_sd.to(per) / HU_SCALE[args.bundle][1]) ** 2
+            floor = (args.noise_floor_hu / HU_SCALE[args.bundle][1]) ** 2
+            ref = (30.0 / HU_SCALE[args.bundle][1]) ** 2  # keeps the loss on the scale of a 30 HU patch's MSE
+            loss = (per * ref / (var + floor)).mean()
+        else:
+            loss = torch.nn.functional.mse_loss(pred.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         it += 1
-        window.append(loss.item())
+        window.append(torch.nn.functional.mse_loss(pred.detach().float(), y).item())  # logged as plain RMSE
         if it % args.log_every == 0:
             rmse = math.sqrt(sum(window) / len(window)) * HU_SCALE[args.bundle][1]
             losses.append((it, elapsed, rmse))
@@ -376,13 +435,13 @@ def cmd_train(args) -> None:
         if time.time() - t_save > args.save_every:
             _atomic_save({"model": net.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
                           "elapsed_s": time.time() - t_start, "losses": losses, "sampler_rng": sampler.gen.get_state(),
-                          "args": vars(args)}, ckpt_path)
+                          "args": _plain(args)}, ckpt_path)
             t_save = time.time()
     _atomic_save({"model": net.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
                   "elapsed_s": time.time() - t_start, "losses": losses, "sampler_rng": sampler.gen.get_state(),
-                  "args": vars(args)}, ckpt_path)
+                  "args": _plain(args)}, ckpt_path)
     _atomic_save(net.state_dict(), out / "model.pt")
-    (out / "train.json").write_text(json.dumps({"args": vars(args), "iterations": it, "minutes": elapsed / 60,
+    (out / "train.json").write_text(json.dumps({"args": _plain(args), "iterations": it, "minutes": elapsed / 60,
                                                  "losses": losses}, indent=1, default=str))
     logger.info("done: %d iterations, %.1f min; weights in %s", it, elapsed / 60, out / "model.pt")
 
@@ -403,7 +462,12 @@ def _add_train_args(sub) -> None:
     t.add_argument("--i0-max", type=float, default=3e5, help="highest dose")
     t.add_argument("--intensity-jitter", type=float, default=0.05)
     t.add_argument("--kernels", default="", help="comma-separated filters to keep (default: all drawn)")
+    t.add_argument("--presmooth-sharp", type=float, default=0.0,
+                   help="Gaussian σ (pixels) applied to anatomy from sharp-kernel slices (their own noise) before use")
     t.add_argument("--exclude-patients", default="", help="comma-separated patient ids to leave out")
+    t.add_argument("--loss-weighting", choices=("noise", "none"), default="noise",
+                   help="noise: each patch's MSE divided by its noise variance (+ --noise-floor-hu²); none: plain MSE")
+    t.add_argument("--noise-floor-hu", type=float, default=10.0)
     t.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
@@ -467,8 +531,7 @@ def _add_evaluate_args(sub) -> None:
 
 # ------------------------------------------------------------------------------------------------ export
 def cmd_export(args) -> None:
-    state = torch.load(args.ckpt, map_location="cpu", weights_only=False)
-    state = state.get("model", state)
+    state = _load_weights(args.ckpt)
     load_network(args.bundle).load_state_dict({k: v.float() for k, v in state.items()})  # refuses a mismatch
     dest = Path(args.dest) if args.dest else BUNDLES[args.bundle] / "models" / "model.pt"
     _atomic_save({k: v.detach().cpu().to(EXPORT_DTYPE[args.bundle]).contiguous() for k, v in state.items()}, dest)
@@ -499,6 +562,9 @@ def main(argv=None) -> None:
                    help="';'-separated groups of FBP filters (names, or apod:S:Q for ldct_sim's ApodizedRamp); "
                         "one filter of each group is drawn per draw. Default: a smooth group (the last near the "
                         "Definition AS's B30f) and a sharp one (the last near its D45f)")
+    s.add_argument("--profiles", default="",
+                   help="comma-separated scanner profiles (JSON files of `python -m ldct_sim calibrate`, or shipped names "
+                        "such as definition_as_b30f): their geometry, and their kernels as the groups (overrides --kernel-groups)")
     s.add_argument("--i0-ref", type=float, default=1e5, help="reference dose, photons per element per view at 1152 views")
     s.add_argument("--views", type=int, default=576, help="views per rotation simulated (I0 per view is rescaled)")
     s.add_argument("--scale-jitter", type=float, default=0.1, help="pixel size drawn in spacing*(1±j)")
