@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import ldct_sim.projectors.torch_backend  # noqa: F401 - imported now: a long run must not pick up later edits
 from ldct_sim import LowDoseSimulator, available_backends, get_preset, hu_to_mu
 from ldct_sim.phantoms import abdominal_phantom
 from ldct_sim.projectors import PROJECTOR_MODELS
