@@ -144,3 +144,24 @@ def test_shipped_weights_beat_the_input_and_a_gaussian_on_real_pairs(bundle):
               f"Gaussian σ={GAUSS_SIGMA[kernel]} {100 * gauss_cut:.0f}%")
         assert cut >= min_cut
         assert cut >= gauss_cut + 0.10
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_unet_train_config_bf16_knob_runs_the_network_in_bfloat16(bf16):
+    from monai.bundle import ConfigParser
+
+    from bundle_loading import bundle_scripts_as_scripts
+
+    bundle_scripts_as_scripts("unet_ldct")
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "unet_ldct" / "configs" / "train.json"))
+    parser["bundle_root"] = str(REPO / "bundles" / "unet_ldct")
+    parser["bf16"] = bf16
+    parser["device"] = "$torch.device('cpu')"
+    inferer, net = parser.get_parsed_content("train#inferer"), parser.get_parsed_content("network")
+    seen = []
+    first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    out = inferer(torch.rand(2, 1, 32, 32), net)
+    assert seen == [torch.bfloat16 if bf16 else torch.float32]
+    assert out.dtype == torch.float32 and out.shape == (2, 1, 32, 32)  # the loss sees float32
