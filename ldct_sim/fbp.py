@@ -57,7 +57,6 @@ __all__ = [
     "filter_sinogram",
     "weighted_backproject",
     "backprojection_matrix",
-    "BUILD_AFTER_SLICES",
 ]
 
 #: FBP filter names, from most to least noise-sensitive.
@@ -261,11 +260,6 @@ def _views_per_chunk(n_img: int, n_pixels: int, device: torch.device) -> int:
 
 
 _BP_KIND = "fan-fbp-backprojection"
-#: In the default mode, slices backprojected on the fly per geometry before its matrix is built: building
-#: costs about as much as backprojecting this many slices on the fly (both are O(n²·n_views)), so a
-#: geometry used once never pays for a build, and one used often pays at most twice the least cost.
-BUILD_AFTER_SLICES = 16
-_on_the_fly_slices: dict[str, int] = {}
 # (pixel, view) pairs per chunk when computing the backprojection matrix's entries
 _BP_ENTRY_CHUNK = 1 << 21
 
@@ -326,11 +320,11 @@ def weighted_backproject(q: torch.Tensor, geometry: FanBeamGeometry, *, matrix: 
         q: filtered sinogram ``(..., n_views, n_det)`` from :func:`filter_sinogram`.
         geometry: the scan.
         matrix: ``None`` (default): apply :func:`backprojection_matrix` (built once per geometry, kept
-            and cached like the torch projector's matrix, :mod:`ldct_sim.projectors.sparse`) when it is
-            in memory or on disk, or once :data:`BUILD_AFTER_SLICES` slices of this geometry have been
-            backprojected on the fly, and when it fits the operator memory bound; else compute on the
-            fly. ``True``: always the matrix (built now if needed); ``False``: always on the fly. Both
-            give the same image to float rounding.
+            and cached like the torch projector's matrix, :mod:`ldct_sim.projectors.sparse`) when it fits
+            the operator memory bound, else compute on the fly; ``True``: always the matrix; ``False``:
+            always on the fly. Both give the same image to float rounding, not to the last bit, so the
+            choice depends only on the geometry and the bound, never on what ran before: the same seed
+            gives the same bits (a first build at 512² costs about ten on-the-fly backprojections).
 
     Returns:
         ``(..., n_pixels, n_pixels)``: ``½ Σ_views Δβ q(u(x, β)) / U(x, β)²``.
@@ -347,14 +341,8 @@ def weighted_backproject(q: torch.Tensor, geometry: FanBeamGeometry, *, matrix: 
         turns = 4 if rot90_symmetric(g) else 1
         key = operator_key(_BP_KIND, g, turns=turns)
         estimate = 0 if matrix else 16 * g.n_pixels**2 * (g.n_views // turns)  # 2 entries per pixel and view
-        n_slices = max(1, math.prod(q.shape[:-2]))
-        build = matrix or _on_the_fly_slices.get(key, 0) + n_slices > BUILD_AFTER_SLICES
-        m = cached_matrix(
-            _BP_KIND, key, (lambda: backprojection_matrix(g)) if build else None, estimate, f"fbp backprojection of {g!r}"
-        )
-        if m is None:
-            _on_the_fly_slices[key] = _on_the_fly_slices.get(key, 0) + n_slices
-        else:
+        m = cached_matrix(_BP_KIND, key, lambda: backprojection_matrix(g), estimate, f"fbp backprojection of {g!r}")
+        if m is not None:
             lead = q.shape[:-2]
             dtype = q.dtype if q.dtype in (torch.float32, torch.float64) else torch.float32
             flat = q.reshape(-1, g.n_views, g.n_det).to(dtype)
