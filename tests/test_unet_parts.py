@@ -201,8 +201,13 @@ def test_bench_train_writes_its_record(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main(["--out", str(tmp_path), "--size", "32", "--batch", "1", "--iters", "1", "--warmup", "0",
-                       "--device", "cpu", "--rounds", "1", "--infer-size", "32", "--infer-iters", "1"]) == 0
+                       "--device", "cpu", "--rounds", "1", "--infer-size", "32", "--infer-iters", "1",
+                       "--patch-size", "16", "--patch-batch", "1", "--precision-iters", "1"]) == 0
     record = json.loads((tmp_path / "bench_train.json").read_text())
+    for net in ("unet_ldct", "cpce_rfm_da"):  # bf16 autocast vs float32 training, both bundles' networks
+        p = record["precision"][net]
+        assert p["float32_images_per_second"] > 0 and p["bfloat16_images_per_second"] > 0
+        assert p["bf16_speedup"] == pytest.approx(p["bfloat16_images_per_second"] / p["float32_images_per_second"])
     assert record["parameters"] == 8_639_169 and record["seconds_per_iteration"] > 0
     assert record["settings"]["size"] == 32 and "git" in record
     workflow = record["workflow"]
@@ -215,7 +220,7 @@ def test_bench_train_writes_its_record(tmp_path):
     bf16 = rows["bf16 SliceInferer2D --inference_dtype bfloat16 [bundle override]"]
     assert bf16["relative_difference_vs_fp32_eager"] < 0.02
     assert bench.main(["--out", str(tmp_path / "b"), "--size", "32", "--batch", "1", "--iters", "1",
-                       "--device", "cpu", "--no-workflow", "--no-inference"]) == 0
+                       "--device", "cpu", "--no-workflow", "--no-inference", "--no-precision"]) == 0
     assert "workflow" not in json.loads((tmp_path / "b" / "bench_train.json").read_text())
     with pytest.raises(SystemExit):
         bench.parse_args(["--out", str(tmp_path), "--size", "40"])  # not a multiple of 16
