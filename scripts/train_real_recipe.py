@@ -170,7 +170,9 @@ def cmd_simulate(args) -> None:
             rec = {"file": name, "source": sid, "patient": patient, "pixel_mm": pixel, "source_pixel_mm": spacing,
                    "kernels": kernels, "i0_ref": args.i0_ref, "n_views": n_views, "seed": [args.seed, si, r]}
             manifest.append(rec)
-            if (out / name).is_file():
+            if (out / name).is_file():  # made by an earlier run: record what it holds
+                with np.load(out / name) as done:
+                    rec["kernels"], rec["pixel_mm"] = [str(k) for k in done["kernels"]], float(done["pixel_mm"])
                 continue
             t0 = time.time()
             g = FanBeamGeometry(pixel_size_mm=pixel, n_pixels=hu.shape[0], n_views=n_views, **scan)
