@@ -62,7 +62,6 @@ DEFINITION_AS = {"sod_mm": 595.0, "sdd_mm": 1085.6}
 #: Views per rotation the dose ``I0`` refers to (the Definition AS's 1152); a scan simulated with fewer
 #: views gets ``I0 · 1152 / n_views`` photons per view, so that the dose per rotation, and the noise, match.
 REFERENCE_VIEWS = 1152
-#: Water's attenuation at the simulator's 60 keV, cm⁻¹ (ldct_sim.attenuation.mu_water(60)).
 BUNDLES = {"unet_ldct": ROOT / "bundles" / "unet_ldct", "cpce_rfm_da": ROOT / "bundles" / "cpce_rfm_da"}
 
 
