@@ -425,13 +425,14 @@ class _PairSimulator:
         self.hu_per_mu = 1000.0 / mu_water(base.energy_kev)
         mu = hu_to_mu(np.clip(fd, -1000.0, None).astype(np.float64), base.energy_kev)
         self.sinogram = torch.as_tensor(forward_project(mu, g, backend, model="line"), dtype=torch.float64)
+        self.backend = backend
 
     def noise_sinogram(self, i0_eff: float, seed: int) -> torch.Tensor:
         noisy = transmission_noise(self.sinogram, i0_eff, generator=make_generator(seed))
         return noisy - self.sinogram
 
     def reconstruct(self, dp: torch.Tensor, kernel) -> np.ndarray:
-        return (fbp(dp, self.recon_geometry, kernel) * self.hu_per_mu).numpy().astype(np.float32)
+        return (fbp(dp, self.recon_geometry, kernel, self.backend) * self.hu_per_mu).numpy().astype(np.float32)
 
 
 def calibrate(

@@ -419,7 +419,9 @@ def fbp(
 
     Every backend runs this module's fan-beam FBP (ASTRA's CPU FBP is parallel-beam only); the backend
     picks where it runs: ``"torch"`` on the sinogram's device, ``"astra"`` on the GPU when ASTRA sees
-    one (else the CPU), ``"tomosipo"`` on the GPU and only where tomosipo is installed.
+    one (else the CPU), ``"tomosipo"`` on the GPU and only where tomosipo is installed. It also picks how
+    the backprojection runs: ``"torch"`` applies :func:`backprojection_matrix`, built once per geometry
+    and kept (for repeated geometries), the others compute it on the fly (for one-off geometries).
 
     Args:
         sinogram: dimensionless line integrals ``(..., n_views, n_det)``, numpy or torch.
@@ -449,5 +451,11 @@ def fbp(
     if device is not None:
         t = t.to(device)
     q = filter_sinogram(t, geometry, filter, frequency_scaling)
-    img = weighted_backproject(q, geometry).to(home)
+    # The backend also picks the backprojection's machinery. "torch" users project with the torch
+    # backend's stored matrix, so they repeat a geometry (datasets, training loops): its backprojection
+    # matrix (built once, kept and cached) pays for itself. ASTRA and tomosipo serve one-off geometries
+    # (a calibration's per-slice pixel sizes, a demo), where building a 0.7 GiB matrix at 512² would cost
+    # more than it saves: they compute on the fly. The choice never depends on what ran before, so the
+    # same call gives the same bits all through a run.
+    img = weighted_backproject(q, geometry, matrix=None if backend == "torch" else False).to(home)
     return restore_type(img, was_numpy)

@@ -145,7 +145,7 @@ class LowDoseSimulator:
         ) for i0 in i0s]
         if noiseless:
             sinos.append(sino)
-        recon = fbp(torch.stack(sinos), self.geometry, self.filter, device=work).to(home)
+        recon = fbp(torch.stack(sinos), self.geometry, self.filter, self.backend, device=work).to(home)
         low = list(recon[: len(i0s)])
         return SimulationResult(low_dose=low, noiseless=recon[-1] if noiseless else None)
 

@@ -178,7 +178,7 @@ def cmd_simulate(args) -> None:
             sino = forward_project(torch.as_tensor(hu_to_mu(hu)), g, "astra", model="line")
             gen = make_generator(int(rng.integers(2**31)))
             diff = torch.stack([transmission_noise(sino, i0_view, generator=gen) - sino for _ in kernels])
-            noise = torch.stack([fbp(diff[k], g, parse_kernel(kern)) for k, kern in enumerate(kernels)])
+            noise = torch.stack([fbp(diff[k], g, parse_kernel(kern), "astra") for k, kern in enumerate(kernels)])  # one-off geometry: no stored matrix
             noise_hu = (noise / mw * 1000.0).numpy().astype(np.float16)
             tmp = out / (name + ".tmp.npz")
             np.savez(tmp, image_hu=hu, noise_hu=noise_hu, kernels=np.array(kernels), pixel_mm=pixel, i0_ref=args.i0_ref,

@@ -230,3 +230,22 @@ def test_default_backprojection_does_not_depend_on_what_ran_before(monkeypatch):
     for _ in range(3):
         assert torch.equal(fbp_module.weighted_backproject(q, g), first)
     sparse.clear_operator_registry()
+
+
+def test_only_the_torch_backend_builds_and_keeps_a_backprojection_matrix(tmp_path, monkeypatch):
+    """One-off geometries (astra, tomosipo) never build or cache the 0.7 GiB-at-512² matrix; torch keeps it,
+    and each backend gives the same bits on every call."""
+    from ldct_sim.projectors import sparse
+
+    monkeypatch.setenv("LDCT_SIM_CACHE", str(tmp_path / "cache"))
+    sparse.clear_operator_registry()
+    g = FanBeamGeometry(pixel_size_mm=1.0, n_pixels=24, sod_mm=90.0, sdd_mm=180.0, n_views=48, angle_offset=0.3)
+    sino = torch.randn(*g.sinogram_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    first = fbp(sino, g, backend="astra")
+    assert sparse._REGISTRY.held() == 0 and not any((tmp_path / "cache").glob("*"))
+    torch.testing.assert_close(fbp(sino, g, backend="astra"), first, rtol=0, atol=0)
+    with_matrix = fbp(sino, g, backend="torch")
+    assert sparse._REGISTRY.held() > 0
+    torch.testing.assert_close(fbp(sino, g, backend="torch"), with_matrix, rtol=0, atol=0)
+    torch.testing.assert_close(with_matrix, first, rtol=1e-5, atol=1e-6 * float(first.abs().max()))
+    sparse.clear_operator_registry()
