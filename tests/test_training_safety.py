@@ -97,8 +97,10 @@ def data(tmp_path_factory):
 def _interrupt_after(bundle: Path, args: list[str], ckpt_dir: Path, pattern: str, log: Path, timeout: float = 400):
     """Start ``python -m monai.bundle <args>`` in ``bundle``; send SIGINT once ``ckpt_dir/pattern`` exists."""
     with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
+        # pytest-xdist's workers ignore SIGINT, and children inherit that (the bundle then keeps it
+        # ignored, as for a background job): start the run as a terminal would, with SIGINT's default.
         proc = subprocess.Popen([sys.executable, "-m", "monai.bundle", *args], cwd=bundle, env=_env(),
-                                stdout=out, stderr=err)
+                                stdout=out, stderr=err, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         t0 = time.time()
         try:
             while not list(ckpt_dir.glob(pattern)):

@@ -11,6 +11,7 @@ from monai.data import MetaTensor
 
 from ldct_sim import get_preset, simulate
 from ldct_sim.phantoms import water_disk
+from ldct_sim.projectors import DEFAULT_BACKEND
 from ldct_sim.transforms import (
     HUToMu,
     RandSimulateLowDose,
@@ -48,7 +49,7 @@ def test_output_is_simulate_with_the_recorded_seed_and_carries_meta(mu):
     ref = simulate(mu.as_tensor(), G, 2e4, seed=out.meta["seed"])
     torch.testing.assert_close(out.as_tensor(), ref, rtol=0, atol=0)
     m = out.meta
-    assert (m["resolution_um"], m["i0"], m["backend"], m["forward_model"], m["filter"]) == (625.0, 2e4, "astra", "strip", "ram-lak")
+    assert (m["resolution_um"], m["i0"], m["backend"], m["forward_model"], m["filter"]) == (625.0, 2e4, DEFAULT_BACKEND, "strip", "ram-lak")
     assert m["geometry"] == G.to_dict() and m["electronic_noise_std"] == 0.0
     torch.testing.assert_close(out.pixdim[:2].float(), torch.tensor([0.625, 0.625]))  # the geometry's pixel
 
@@ -132,7 +133,7 @@ def test_pair_image_equals_the_array_transform_and_label_is_noiseless(mu):
         m = d[key].meta
         assert m["role"] == role and m["input_i0"] == 1e4 and m["label_i0"] == math.inf and m["noiseless_label"]
         assert m["seed"] == ref.meta["seed"] and m["resolution_um"] == 625.0 and m["geometry"] == G.to_dict()
-        assert (m["backend"], m["forward_model"]) == ("astra", "strip")
+        assert (m["backend"], m["forward_model"]) == (DEFAULT_BACKEND, "strip")
     assert d["label"].meta["i0"] == math.inf
 
 
