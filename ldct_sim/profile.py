@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .fbp import ApodizedRamp, check_filter, filter_from_json, filter_to_json
-from .geometry import FanBeamGeometry, get_clinical_preset
+from .geometry import FanBeamGeometry, _positive, get_clinical_preset
 from .projectors import BACKENDS, PROJECTOR_MODELS
 
 __all__ = ["ScannerProfile", "load_profile", "shipped_profiles", "PROFILE_FORMAT", "PROFILES_DIR"]
@@ -41,13 +41,8 @@ PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
 
 def _pos(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"ScannerProfile: `{name}` must be a number, got {value!r}.") from err
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"ScannerProfile: `{name}` must be a positive finite number, got {value!r}.")
-    return v
+    """``value`` as a positive finite float, or an error naming ``ScannerProfile.<name>``."""
+    return _positive("ScannerProfile", name, value)
 
 
 @dataclass(frozen=True, kw_only=True)
