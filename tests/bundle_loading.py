@@ -41,3 +41,14 @@ def bundle_scripts_as_scripts(bundle: str):
         finally:
             sys.path.remove(str(folder))
     return sys.modules["scripts"]
+
+
+def repo_script(name: str, filename: str):
+    """The repository's ``scripts/<filename>`` as module ``name``, loaded by path once: the bundles' own
+    ``scripts`` packages would shadow the top-level folder as a package."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / filename)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

@@ -5,7 +5,6 @@ tiny synthetic pairs (NIfTI through the U-Net, DICOM through CPCE) and on the sh
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundle_loading import repo_script
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "real_ldct"
@@ -20,14 +20,7 @@ nib = pytest.importorskip("nibabel")
 pydicom = pytest.importorskip("pydicom")
 
 
-def _load(name, filename):
-    # by path: the bundles' own `scripts` packages would shadow the top-level folder as a package
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / filename)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+_load = repo_script
 
 
 br = _load("ldct_bench_real", "bench_real.py")

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from bundle_loading import repo_script
 
 from ldct_sim.cli import main as ldct_sim_main
 from ldct_sim.io import guess_value_unit
@@ -29,14 +29,7 @@ MU_W = 0.2059
 TINY = ["--resolutions", "625", "--n-pixels", "32", "--n-views", "48", "--backend", "torch", "--noiseless-label"]
 
 
-def _load(name, filename):
-    # by path: the bundles' own `scripts` packages would shadow the top-level folder as a package
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / filename)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+_load = repo_script
 
 
 def _volumes(folder: Path) -> dict[str, Path]:

@@ -3,7 +3,6 @@ tables, and the ``smoke`` preset end to end (every table and figure, finite valu
 every figure, re-runs that skip finished work and redo only what was lost)."""
 
 import csv
-import importlib.util
 import json
 import math
 import re
@@ -12,18 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from bundle_loading import repo_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load(name, filename):
-    # by path: the bundles' own `scripts` packages would shadow the top-level folder as a package
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / filename)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+_load = repo_script
 
 
 rt = _load("ldct_resolution_transfer", "resolution_transfer.py")
