@@ -1,3 +1,4 @@
+# Generated from bundles/common/interrupt.py by `python bundles/common/sync.py`: edit it there, not here.
 """Ctrl-C during training: stop at the end of the iteration, save a resumable checkpoint, say how to resume.
 
 This file is identical in both bundles (a test checks it). It needs only ignite and the standard library.

@@ -1,3 +1,4 @@
+# Generated from bundles/common/input_checks.py by `python bundles/common/sync.py`: edit it there, not here.
 """Checks of inference inputs and weights, run before anything is written.
 
 This file is copied byte for byte into every bundle of the repository (each bundle must stand alone in

@@ -1,0 +1,704 @@
+"""DICOM CT series in and out of the inference configs: a header validator, a loader, a derived-series writer.
+
+Reading rests on MONAI's ``PydicomReader`` (which applies RescaleSlope/RescaleIntercept: HU) and on pydicom
+(headers, pixel data handlers). Two parts no library has are written here:
+
+* the validator (:func:`find_series`, :func:`check_inputs`) reads headers only, before any pixel is decoded
+  or output written, and raises :class:`DicomSeriesError` naming the file and the problem: another
+  modality, two slices at one position, slices of different size, spacing or orientation, pixel data
+  shorter than the header says (a truncated copy), a transfer syntax no installed decoder reads. MONAI's
+  readers stack whatever a folder holds, and a truncated file fails half-way through a run. Missing slices
+  and uneven spacing are accepted (the bundles denoise slice by slice); a folder of several series gives
+  one input per series.
+* the writer (:func:`write_dicom_series`) writes single-frame CT Image Storage next to the source series,
+  copying each source slice's header: highdicom writes Enhanced (multi-frame) objects and MONAI writes no
+  DICOM. An existing output folder is never replaced: the series goes beside it (``<name>_2``, ...).
+
+Units: Hounsfield units (HU), attenuation μ in cm⁻¹ (μ = (HU/1000 + 1)·μ_water), lengths in mm.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import glob
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor, PydicomReader
+from monai.transforms import LoadImage, LoadImaged, SaveImaged
+from monai.utils import optional_import
+
+pydicom, _ = optional_import("pydicom")  # needed only for DICOM; NIfTI inference works without it
+
+__all__ = ["DicomSeriesError", "SeriesInfo", "MU_WATER_60KEV", "SOURCE_UNIT_KEY", "DICOM_FILES_KEY", "OUTPUT_NAME_KEY",
+           "is_dicom_file", "dicom_files", "is_dicom_input", "list_inputs", "find_series", "validate_series",
+           "check_inputs", "sort_by_position", "choose_rescale", "write_dicom_series", "bundle_descriptions",
+           "LoadImageSeriesd", "SaveImageSeriesd"]
+
+logger = logging.getLogger(__name__)
+# MONAI 1.6's LoadImage builds NvImgCodecPydicomReader, which logs and warns on every call when its optional
+# GPU decoder is absent (always, on CPU); the bundles read with PydicomReader, so exactly those lines are dropped.
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader: nvImageCodec decoder plugin", category=UserWarning)
+
+#: Water's linear attenuation in cm⁻¹ at 60 keV, the bundles' default ``mu_water``.
+MU_WATER_60KEV = 0.2059
+#: Meta keys: the unit the source stores (``"hu"`` for DICOM), a JSON list of the source DICOM files (in
+#: the order of the volume's last axis), and a DICOM input's output name.
+SOURCE_UNIT_KEY, DICOM_FILES_KEY, OUTPUT_NAME_KEY = "source_unit", "dicom_files", "output_name"
+#: Slice gaps may differ from the series' slice spacing by this fraction before they count as uneven.
+SPACING_RTOL = 0.02
+#: Tolerance of PixelSpacing (mm) and direction cosines between slices of one series.
+GEOMETRY_ATOL = 1e-3
+_DICOMDIR = "1.2.840.10008.1.3.10"
+_PIXEL_DATA, _UNDEFINED_LENGTH = 0x7FE00010, 0xFFFFFFFF
+_UNITS, _FORMATS = ("mu", "hu"), ("nifti", "dicom")
+
+
+class DicomSeriesError(ValueError):
+    """A DICOM input that the bundle cannot read as one CT volume; the message names the file and the fix."""
+
+
+@dataclass
+class SeriesInfo:
+    """A validated series, sorted ascending along the slice normal.
+
+    Attributes:
+        files, datasets: the slices' paths and headers (without pixel data).
+        series_uid: SeriesInstanceUID.
+        positions_mm: slice positions along the normal, mm.
+        spacing_mm: distance between the closest slices, mm (``None`` for one slice).
+        reader_files: the files in the order ``PydicomReader`` stacks them (by InstanceNumber).
+        irregular: ``""``, or what is uneven (missing slices, uneven gaps), for messages.
+        name: output name: the folder's (one series), ``<folder>_series<N>`` (one of several; plus 8 hex
+            digits of the UID's SHA-1 where two share a SeriesNumber), or a single file's stem.
+        source: the input that reads exactly this series: the path given, or the list of its files.
+    """
+
+    files: list[str]
+    datasets: list
+    series_uid: str
+    positions_mm: list[float]
+    spacing_mm: float | None
+    reader_files: list[str] = field(default_factory=list)
+    irregular: str = ""
+    name: str = ""
+    source: str | list[str] = ""
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file named ``*.dcm`` or with the DICOM preamble (``DICM`` at byte 128)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return path.lower().endswith(".dcm") or f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def dicom_files(folder: str | os.PathLike, recursive: bool = False) -> list[str]:
+    """Sorted paths of the DICOM files in ``folder`` (and its subfolders with ``recursive``)."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        return []
+    pattern = os.path.join(glob.escape(folder), "**", "*") if recursive else os.path.join(glob.escape(folder), "*")
+    return sorted(p for p in glob.glob(pattern, recursive=recursive) if is_dicom_file(p))  # glob skips hidden files
+
+
+def is_dicom_input(path) -> bool:
+    """Whether an input is DICOM: a DICOM file, a folder with DICOM files directly inside, or a list of DICOM files."""
+    if isinstance(path, (list, tuple)):
+        return bool(path) and all(isinstance(p, (str, os.PathLike)) and is_dicom_file(p) for p in path)
+    return isinstance(path, (str, os.PathLike)) and (is_dicom_file(path) or bool(dicom_files(path)))
+
+
+def list_inputs(path: str | os.PathLike, suffixes: Sequence[str], recursive: bool = False) -> list[str]:
+    """Inference inputs under ``path``, sorted: image files, and folders of DICOM files (one series input each).
+
+    A folder whose images are all DICOM is one input; DICOM files lying next to other images (``suffixes``,
+    lower case) are read one by one. Subfolders are searched one level down, or at any depth with ``recursive``.
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path) or not os.path.isdir(path):
+        return [path] if os.path.isfile(path) else []
+    ends = tuple(s.lower() for s in suffixes)
+
+    def items(folder: str) -> list[str]:
+        files = [os.path.join(folder, n) for n in sorted(os.listdir(folder))]
+        dcm = [f for f in files if is_dicom_file(f) and not os.path.basename(f).startswith(".")]
+        other = [f for f in files if f not in set(dcm) and os.path.isfile(f) and f.lower().endswith(ends)]
+        return other + dcm if other else ([folder] if dcm else [])
+
+    found = items(path)
+    for root, dirs, _ in os.walk(path) if recursive else [(path, sorted(os.listdir(path)), [])]:
+        subs = [os.path.join(root, d) for d in dirs]
+        found += [i for s in subs if os.path.isdir(s) for i in (items(s) if recursive else ([s] if dicom_files(s) else []))]
+    return sorted(found)
+
+
+# ---- validation ----------------------------------------------------------------------------------------------
+def _describe(ds) -> str:
+    number, desc = ds.get("SeriesNumber"), ds.get("SeriesDescription")
+    return ", ".join([f"Modality {ds.get('Modality', '?')}"] + ([f"SeriesNumber {number}"] if number not in (None, "") else [])
+                     + ([repr(str(desc))] if desc else []))
+
+
+def _floats(value) -> np.ndarray:
+    return np.asarray([float(v) for v in value], dtype=float)
+
+
+def _normal(ds) -> np.ndarray:
+    iop = _floats(ds.ImageOrientationPatient)
+    return np.cross(iop[:3], iop[3:])
+
+
+def _stem(path: str) -> str:
+    """A DICOM file's name without ``.dcm``/``.dicom``/``.ima`` (other dots kept: UID-named files)."""
+    base = os.path.basename(os.path.normpath(path))
+    return next((base[: -len(e)] for e in (".dcm", ".dicom", ".ima") if base.lower().endswith(e) and len(base) > len(e)), base)
+
+
+def _read_header(path: str):
+    """The header of one file, its PixelData checked complete but not read (large values deferred); ``None`` for a DICOMDIR."""
+    try:
+        ds = pydicom.dcmread(path, defer_size=1024, force=True)
+    except Exception as e:  # pydicom raises many types for damaged files
+        raise DicomSeriesError(f"{path}: cannot be read as DICOM ({type(e).__name__}: {e}).") from e
+    if str(ds.get("SOPClassUID", "")) == _DICOMDIR:
+        return None
+    if _PIXEL_DATA not in ds:
+        raise DicomSeriesError(f"{path}: has no PixelData; it is not an image slice.")
+    elem = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    length, tell = getattr(elem, "length", None), getattr(elem, "value_tell", None)
+    if length is None:  # small enough to be read, not deferred
+        length, tell = len(elem.value or b""), None
+    del ds[_PIXEL_DATA]
+    if length == _UNDEFINED_LENGTH:
+        return ds  # encapsulated (compressed) frames: their size is known only by decoding them
+    if tell is not None and os.path.getsize(path) - int(tell) < length:
+        raise DicomSeriesError(
+            f"{path}: truncated: its PixelData element declares {length} bytes but the file holds only "
+            f"{max(os.path.getsize(path) - int(tell), 0)} of them (the file was cut short, e.g. an interrupted copy). "
+            "Copy it again from the source.")
+    try:
+        dims = [int(ds.Rows), int(ds.Columns), int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("NumberOfFrames", 1) or 1)]
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return ds  # missing geometry is reported by the series checks
+    if length < (math.prod(dims) * bits + 7) // 8:
+        raise DicomSeriesError(
+            f"{path}: the pixel data are incomplete: {length} bytes, but Rows {dims[0]} × Columns {dims[1]} × "
+            f"SamplesPerPixel {dims[2]} × {dims[3]} frame(s) at BitsAllocated {bits} need "
+            f"{(math.prod(dims) * bits + 7) // 8} bytes. The file is damaged or was cut short; copy it again from the source.")
+    return ds
+
+
+def _check_transfer_syntax(path: str, ds) -> None:
+    """Refuse a transfer syntax that no installed pydicom pixel data handler decodes."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID
+
+    uid = UID(str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "1.2.840.10008.1.2.1")))
+    name = f"{uid.name} ({uid})" if uid.name != str(uid) else str(uid)
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError:
+        raise DicomSeriesError(
+            f"{path}: transfer syntax {name} has no pixel data decoder in pydicom {pydicom.__version__}; convert the "
+            "series to an uncompressed transfer syntax first (e.g. `gdcmconv --raw IN OUT`).") from None
+    if not decoder.is_available:
+        raise DicomSeriesError(
+            f"{path}: transfer syntax {name} is compressed and none of the installed pydicom pixel data handlers can "
+            f"decode it. Install one of: {'; '.join(decoder.missing_dependencies) or 'a pixel data plugin'} (e.g. "
+            "`pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg`), or decompress it (`gdcmconv --raw IN OUT`).")
+
+
+def find_series(path: str | os.PathLike | Sequence[str], modality: str = "CT", recursive: bool = False) -> list[SeriesInfo]:
+    """Every DICOM series in ``path`` (a folder, a file or a list of files), each validated; nothing is decoded.
+
+    Returns one :class:`SeriesInfo` per SeriesInstanceUID, by SeriesNumber then first file, with its ``name``
+    and ``source``. Raises :class:`DicomSeriesError` (see :func:`validate_series`) for the first that fails.
+    """
+    if isinstance(path, (str, os.PathLike)):
+        path = where = os.fspath(path)
+        files = dicom_files(path, recursive) if os.path.isdir(path) else [path] if os.path.isfile(path) else None
+        if files is None:
+            raise DicomSeriesError(f"{path}: no such file or folder.")
+    else:
+        files = [os.fspath(p) for p in path]
+        where = os.path.dirname(files[0]) if files else "the given list"
+    if int(str(getattr(pydicom, "__version__", "0")).split(".")[0]) < 3:  # getattr raises OptionalImportError when absent
+        raise ImportError(f"DICOM input and output need pydicom >= 3.0 (installed: {pydicom.__version__}).")
+    groups: dict[str, list] = {}
+    for p in files:
+        ds = _read_header(p)
+        if ds is not None:
+            groups.setdefault(str(ds.get("SeriesInstanceUID", "<no SeriesInstanceUID>")), []).append((p, ds))
+    if not groups:
+        raise DicomSeriesError(f"{where}: no DICOM image files found (looked for files with the DICM preamble or .dcm).")
+
+    def number(items) -> tuple:
+        try:
+            return (0, int(items[0][1].get("SeriesNumber")), items[0][0])
+        except (TypeError, ValueError):
+            return (1, 0, items[0][0])
+
+    ordered = sorted(groups.items(), key=lambda kv: number(kv[1]))
+    several = len(ordered) > 1 or not isinstance(path, str)  # a list of files is one series of a folder
+    base = _stem(path) if isinstance(path, str) and os.path.isfile(path) else os.path.basename(os.path.normpath(where))
+    tags = [f"series{n[1]}" if n[0] == 0 else hashlib.sha1(uid.encode()).hexdigest()[:8]
+            for uid, items in ordered for n in [number(items)]]
+    infos = []
+    for (uid, items), tag in zip(ordered, tags):
+        info = _validate_group(where if len(ordered) == 1 else f"{where} (series {uid})", items, modality)
+        if tags.count(tag) > 1:  # two series with one SeriesNumber (e.g. from two studies): add the UID's hash
+            tag = f"{tag}_{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
+        info.name, info.source = (f"{base}_{tag}", [p for p, _ in items]) if several else (base, path)
+        infos.append(info)
+    return infos
+
+
+def validate_series(path: str | os.PathLike | Sequence[str], modality: str = "CT", recursive: bool = False) -> SeriesInfo:
+    """Check that ``path`` holds exactly one readable single-frame CT series; nothing is decoded.
+
+    Raises:
+        DicomSeriesError: no DICOM file; an unreadable or truncated file; several series (use
+            :func:`find_series`); another modality; multi-frame, colour or Modality-LUT images; missing
+            geometry; slices of different size, spacing or orientation; two slices at one position;
+            InstanceNumbers out of step with the positions; an undecodable transfer syntax.
+    """
+    infos = find_series(path, modality=modality, recursive=recursive)
+    if len(infos) > 1:
+        lines = [f"  {i.series_uid}: {len(i.files)} file(s), {_describe(i.datasets[0])}, e.g. {i.files[0]}" for i in infos]
+        raise DicomSeriesError(
+            f"{os.fspath(path) if isinstance(path, (str, os.PathLike)) else 'the given files'}: holds {len(infos)} DICOM "
+            "series where one is expected here (one SeriesInstanceUID); the bundles' inference configs give each "
+            "series its own output. Series found:\n" + "\n".join(lines))
+    return infos[0]
+
+
+def _check_slice(p: str, ds, first, first_path: str, where: str, modality: str) -> None:
+    """One slice's header against the series' first slice."""
+    if str(ds.get("Modality", "")) != modality:
+        raise DicomSeriesError(f"{where}: Modality is {str(ds.get('Modality', ''))!r} ({_describe(ds)}); this bundle "
+                               f"denoises {modality} images only. Pass a {modality} series.")
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise DicomSeriesError(f"{p}: a multi-frame image ({ds.NumberOfFrames} frames, e.g. Enhanced CT) is not "
+                               "supported; convert it to single-frame CT slices first (e.g. dcm4che's `emf2sf`).")
+    if "ModalityLUTSequence" in ds or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise DicomSeriesError(f"{p}: only grey-scale slices (SamplesPerPixel 1) with RescaleSlope/RescaleIntercept "
+                               "are supported, not colour or a Modality LUT Sequence.")
+    for kw in ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient"):
+        if ds.get(kw) in (None, ""):
+            raise DicomSeriesError(f"{p}: has no {kw}; the slice geometry cannot be known, so the series cannot be "
+                                   "denoised or written back.")
+    if (int(ds.Rows), int(ds.Columns)) != (int(first.Rows), int(first.Columns)):
+        a, b = sorted([((int(first.Rows), int(first.Columns)), first_path), ((int(ds.Rows), int(ds.Columns)), p)])
+        raise DicomSeriesError(f"{where}: slices of different size (Rows × Columns) in one series: {a[0][0]}×{a[0][1]} "
+                               f"(e.g. {a[1]}), {b[0][0]}×{b[0][1]} (e.g. {b[1]}). Which slices belong together is "
+                               "ambiguous; pass slices of one size (one reconstruction) per series.")
+    for kw, n in (("PixelSpacing", 2), ("ImageOrientationPatient", 6)):
+        a, b = _floats(first.get(kw)), _floats(ds.get(kw))
+        if b.shape != (n,) or not np.allclose(a, b, atol=GEOMETRY_ATOL, rtol=0):
+            raise DicomSeriesError(f"{where}: inconsistent {kw} in one series: {a.tolist()} in {first_path}, "
+                                   f"{b.tolist()} in {p}.")
+
+
+def _irregular(pos: np.ndarray) -> tuple[float | None, str]:
+    """(closest spacing, description of missing slices or uneven gaps) of sorted positions (mm)."""
+    if len(pos) < 2:
+        return None, ""
+    gaps = np.diff(pos)
+    spacing = float(gaps.min())
+    k = np.rint(gaps / spacing)
+    uneven = np.flatnonzero(np.abs(gaps - k * spacing) > SPACING_RTOL * spacing * k)
+    missing = [pos[i] + j * spacing for i in range(len(gaps)) for j in range(1, int(k[i]))]
+    if uneven.size:
+        shown = ", ".join(f"{gaps[i]:.4g} mm after {pos[i]:.3f} mm" for i in uneven[:5])
+        more = f" and {uneven.size - 5} more" if uneven.size > 5 else ""
+        return spacing, f"uneven slice spacing: the closest slices are {spacing:.4g} mm apart, but there are gaps of {shown}{more}"
+    if missing:
+        shown = ", ".join(f"{m:.3f}" for m in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        return spacing, (f"{len(missing)} missing slice(s): slices are {spacing:.4g} mm apart, but none is at {shown} mm "
+                         "along the slice normal (ImagePositionPatient · normal)")
+    return spacing, ""
+
+
+def _validate_group(where: str, items: list, modality: str) -> SeriesInfo:
+    """Validate the (path, header) pairs of one SeriesInstanceUID; see :func:`validate_series`."""
+    first_path, first = items[0]
+    for p, ds in items:
+        _check_slice(p, ds, first, first_path, where, modality)
+    normal = _normal(first)
+    pos = np.asarray([float(np.dot(_floats(ds.ImagePositionPatient), normal)) for _, ds in items])
+    order = np.argsort(pos, kind="stable")
+    files, datasets, pos = [items[i][0] for i in order], [items[i][1] for i in order], pos[order]
+    dup = np.flatnonzero(np.diff(pos) <= GEOMETRY_ATOL)
+    if dup.size:
+        i = int(dup[0])
+        raise DicomSeriesError(f"{where}: two slices at the same position {pos[i]:.3f} mm along the slice normal "
+                               f"({files[i]} and {files[i + 1]}); a folder must hold one copy of one series.")
+    reader_files = list(files)
+    if len(files) > 1:  # PydicomReader stacks by InstanceNumber: it must follow the positions
+        bad = next((f for f, ds in zip(files, datasets) if ds.get("InstanceNumber") in (None, "")), None)
+        if bad:
+            raise DicomSeriesError(f"{bad}: has no InstanceNumber, which the DICOM reader needs to stack the slices.")
+        steps = np.diff([int(ds.InstanceNumber) for ds in datasets])
+        if not (np.all(steps > 0) or np.all(steps < 0)):
+            raise DicomSeriesError(
+                f"{where}: InstanceNumbers {[int(ds.InstanceNumber) for ds in datasets]} do not follow the slice positions "
+                "(in position order); MONAI's PydicomReader stacks slices by InstanceNumber, so renumber them along the table.")
+        reader_files = files if steps[0] > 0 else files[::-1]
+    syntaxes = {str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")): (p, ds) for p, ds in zip(files, datasets)}
+    for p, ds in syntaxes.values():
+        _check_transfer_syntax(p, ds)
+    spacing, irregular = _irregular(pos)
+    uid = str(first.get("SeriesInstanceUID", "<no SeriesInstanceUID>"))
+    return SeriesInfo(files, datasets, uid, pos.tolist(), spacing, reader_files, irregular)
+
+
+def _output_stem(path) -> str:
+    """The name ``SaveImage`` gives a non-DICOM input's output (file name without extension, ``.gz`` too)."""
+    name = os.path.splitext(os.path.basename(os.path.normpath(os.fspath(path))))[0]
+    return os.path.splitext(name)[0] if os.fspath(path).endswith(".gz") else name
+
+
+def check_inputs(items: Sequence[dict], output_format: str = "nifti", key: str = "image") -> list[dict]:
+    """Validate every DICOM input of a datalist before inference starts; a folder of several series gives one item each.
+
+    Such an item's ``key`` is the list of the series' files and ``<key>_output_name`` its output name. A series
+    with missing slices or uneven spacing is accepted; with NIfTI output (one slice spacing) a warning says so.
+
+    Raises:
+        DicomSeriesError: a DICOM input fails :func:`find_series`, or two outputs would have one name.
+        ValueError: an unknown ``output_format``; a non-DICOM input with ``"dicom"``; two non-DICOM outputs of one name.
+    """
+    fmt = _choice(output_format, _FORMATS, "output_format")
+    out, names = [], {}
+
+    def claim(name: str, label: str, error=ValueError) -> None:
+        if name in names:
+            raise error(f"{label} and {names[name]} would both be written as {name!r}; rename one of them or run them separately.")
+        names[name] = label
+
+    for item in items:
+        path = item[key]
+        if not is_dicom_input(path):
+            if fmt == "dicom":
+                raise ValueError(f"{path}: --output_format dicom writes a DICOM series next to a DICOM source (it copies "
+                                 "the patient, study and geometry from it), but this input is not DICOM; use --output_format nifti.")
+            out.append(dict(item))
+            claim(_output_stem(path), str(path))
+            continue
+        found = find_series(path)
+        if len(found) > 1:
+            logger.info(f"{path}: {len(found)} DICOM series, each denoised to its own output: " + ", ".join(
+                f"{i.name} ({_describe(i.datasets[0])}, {len(i.files)} slice(s))" for i in found))
+        for info in found:
+            if info.irregular and fmt == "nifti":
+                logger.warning(f"{path}: {info.irregular}. Each slice is denoised on its own, but a NIfTI volume has one "
+                               "slice spacing and cannot keep these positions: the NIfTI output's slice spacing is "
+                               "nominal. Pass --output_format dicom to keep every slice's position.")
+            several = len(found) > 1
+            out.append({**item, key: info.source, f"{key}_{OUTPUT_NAME_KEY}": info.name} if several else dict(item))
+            claim(info.name, f"{path} ({info.series_uid})" if several else str(path), DicomSeriesError)
+    return out
+
+
+def _choice(value, allowed: tuple, name: str) -> str:
+    v = str(value).strip().lower()
+    if v not in allowed:
+        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
+    return v
+
+
+def _convert(img, src: str, dst: str, mu_water: float):
+    """Between HU and attenuation in cm⁻¹: μ = (HU/1000 + 1)·μ_water."""
+    if src == dst:
+        return img
+    return (img / 1000.0 + 1.0) * mu_water if src == "hu" else (img / mu_water - 1.0) * 1000.0
+
+
+# ---- writing -------------------------------------------------------------------------------------------------
+def sort_by_position(datasets: Sequence) -> list:
+    """Datasets ascending by ImagePositionPatient along the slice normal (as MONAI Deploy orders its volume)."""
+    if len(datasets) < 2:
+        return list(datasets)
+    normal = _normal(datasets[0])
+    return sorted(datasets, key=lambda ds: float(np.dot(_floats(ds.ImagePositionPatient), normal)))
+
+
+def choose_rescale(lo: float, hi: float, slope: float | None = None) -> tuple[float, float]:
+    """RescaleSlope and RescaleIntercept (HU) that store [lo, hi] HU as int16, to within slope/2.
+
+    With ``slope=None``: the finest power of two from 1/16 HU up whose int16 range holds [lo, hi] with
+    intercept 0, or else centred on the range (intercept rounded to whole HU): [-1024, 3071] HU gets 1/8 HU.
+
+    Raises:
+        ValueError: non-finite bounds, ``lo > hi``, a non-positive slope, or a range that does not fit.
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ValueError(f"choose_rescale: need finite lo <= hi, got {lo!r}, {hi!r}.")
+    if slope is not None and not slope > 0:
+        raise ValueError(f"choose_rescale: `slope` must be > 0 HU, got {slope!r}.")
+    limit, centre = 32767 - 1, float(round((lo + hi) / 2))  # one code of margin for rounding
+    for s in [float(slope)] if slope is not None else [2.0**k for k in range(-4, 64)]:
+        for b in (0.0, centre):
+            if max(hi - b, b - lo) / s <= limit:
+                return s, b
+    raise ValueError(f"choose_rescale: [{lo}, {hi}] HU does not fit int16 with slope {slope} HU; use a larger slope.")
+
+
+def _ds_number(x: float) -> str:
+    s = f"{x:.10g}"
+    return s if len(s) <= 16 else f"{x:.8e}"
+
+
+#: Attributes dropped from the copied source header: the source's stored values, compression, icons.
+_DROP = ("LargestImagePixelValue", "SmallestImagePixelValue", "LargestPixelValueInSeries", "SmallestPixelValueInSeries",
+         "PixelPaddingValue", "PixelPaddingRangeLimit", "ModalityLUTSequence", "IconImageSequence", "FloatPixelData",
+         "DoubleFloatPixelData", "PixelData", "DataSetTrailingPadding")
+
+
+def _derive(ds, pixels: np.ndarray, uid: str, number: int, description: str, derivation: str, rescale, when) -> None:
+    """Turn a copy of a source slice's header ``ds`` into the derived slice holding ``pixels`` (int16)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
+
+    ds.remove_private_tags()
+    for kw in _DROP:
+        if kw in ds:
+            delattr(ds, kw)
+    source = Dataset()
+    source.ReferencedSOPClassUID = ds.get("SOPClassUID", UID("1.2.840.10008.5.1.4.1.1.2"))
+    source.ReferencedSOPInstanceUID = str(ds.get("SOPInstanceUID", ""))
+    ds.file_meta = FileMetaDataset()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = source.ReferencedSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID, ds.file_meta.ImplementationClassUID = ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+    ds.SourceImageSequence = [source]
+    ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid, number, str(description)[:64]
+    ds.DerivationDescription = derivation
+    old = ds.get("ImageType") or []
+    ds.ImageType = ["DERIVED", "SECONDARY", *([old] if isinstance(old, str) else [str(v) for v in old])[2:3]]
+    ds.SeriesDate = ds.ContentDate = ds.InstanceCreationDate = when.strftime("%Y%m%d")
+    ds.SeriesTime = ds.ContentTime = ds.InstanceCreationTime = when.strftime("%H%M%S.%f")
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, "MONOCHROME2", 1
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = _ds_number(rescale[0]), _ds_number(rescale[1]), "HU"
+    ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
+    ds["PixelData"].VR = "OW"
+
+
+def write_dicom_series(volume_hu, references: Sequence, out_dir: str | os.PathLike, series_description: str = "Denoised",
+                       derivation_description: str | None = None, series_number: int | None = None,
+                       series_instance_uid: str | None = None, rescale_slope: float | None = None,
+                       if_exists: str = "beside") -> list[str]:
+    """Write a float HU volume as a derived CT series, one file per slice, each a copy of its source slice's header.
+
+    Patient, study, equipment and geometry are kept; each slice gets a new SOPInstanceUID, the series a new
+    SeriesInstanceUID and SeriesNumber (default the source's + 1000), ImageType DERIVED\\SECONDARY, the
+    descriptions and a SourceImageSequence; private tags are dropped. Pixels are int16 with the rescale of
+    :func:`choose_rescale`, Explicit VR Little Endian. Files go to a temporary folder (mode from the umask)
+    renamed to ``out_dir`` when complete. An existing ``out_dir`` is never touched: ``if_exists="beside"``
+    writes to the first free ``<out_dir>_2``, ... with a warning; ``"error"`` raises ``FileExistsError``.
+
+    Args:
+        volume_hu: ``(n_slices, Rows, Columns)`` in HU; slice ``i`` belongs to ``references[i]``.
+        references: the source slices: pydicom datasets or file paths.
+
+    Returns:
+        The written paths, in slice order.
+
+    Raises:
+        ValueError: a shape mismatch, non-finite values, no reference, an unknown ``if_exists``.
+    """
+    if if_exists not in ("beside", "error"):
+        raise ValueError(f"write_dicom_series: `if_exists` must be 'beside' or 'error', got {if_exists!r}.")
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    if os.path.lexists(out_dir) and if_exists == "error":
+        raise FileExistsError(f"write_dicom_series: {out_dir} exists; it is never replaced. Pass another folder.")
+    vol = np.asarray(volume_hu.detach().cpu() if isinstance(volume_hu, torch.Tensor) else volume_hu, dtype=np.float64)
+    vol = vol[None] if vol.ndim == 2 else vol
+    refs = [pydicom.dcmread(os.fspath(r), stop_before_pixels=True, force=True) if isinstance(r, (str, os.PathLike))
+            else copy.deepcopy(r) for r in references]
+    if not refs:
+        raise ValueError("write_dicom_series: no reference slices given.")
+    if vol.ndim != 3 or vol.shape[0] != len(refs) or any((int(ds.Rows), int(ds.Columns)) != vol.shape[1:] for ds in refs):
+        raise ValueError(f"write_dicom_series: volume shape {vol.shape} does not match {len(refs)} reference slice(s) of "
+                         f"Rows, Columns {sorted({(int(ds.Rows), int(ds.Columns)) for ds in refs})}; expected (n_slices, Rows, Columns).")
+    if not np.isfinite(vol).all():
+        raise ValueError(f"write_dicom_series: the volume has {int((~np.isfinite(vol)).sum())} NaN/inf value(s).")
+    slope, intercept = choose_rescale(float(vol.min()), float(vol.max()), rescale_slope)
+    src_number = refs[0].get("SeriesNumber")
+    number = series_number if series_number is not None else (int(src_number) if src_number not in (None, "") else 0) + 1000
+    derivation = (f"{derivation_description or 'Denoised from series ' + str(refs[0].get('SeriesInstanceUID', '?'))}; "
+                  f"float HU stored as int16 with RescaleSlope {_ds_number(slope)} and RescaleIntercept "
+                  f"{_ds_number(intercept)} (within {slope / 2:g} HU)")[:1024]
+    uid, now = series_instance_uid or pydicom.uid.generate_uid(), datetime.datetime.now()
+    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".partial", dir=os.path.dirname(out_dir))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; the series folder gets what os.mkdir would give
+    try:
+        for i, (ds, px) in enumerate(zip(refs, np.round((vol - intercept) / slope).astype(np.int16))):
+            _derive(ds, px, uid, number, series_description, derivation, (slope, intercept), now)
+            ds.save_as(os.path.join(tmp, f"{i + 1:05d}.dcm"), enforce_file_format=True)
+        target, k = out_dir, 2
+        while os.path.lexists(target):  # never replace an existing folder: the first free <out_dir>_<k>
+            target, k = f"{out_dir}_{k}", k + 1
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target != out_dir:
+        logger.warning(f"write_dicom_series: {out_dir} already exists and was left as it is (an existing output is never "
+                       f"replaced or deleted); series {uid} was written beside it, to {target}.")
+    logger.info(f"write_dicom_series: {len(refs)} slice(s) of series {uid} written to {target}.")
+    return [os.path.join(target, f"{i + 1:05d}.dcm") for i in range(len(refs))]
+
+
+def bundle_descriptions(bundle_root: str | os.PathLike, bundle_id: str) -> tuple[str, str]:
+    """SeriesDescription and DerivationDescription of a bundle's series, with the name and version of its
+    ``configs/metadata.json`` (read here, not through ``@_meta_``: MONAI Label reads inference.json alone)."""
+    try:
+        with open(os.path.join(os.fspath(bundle_root), "configs", "metadata.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        meta = {}
+    version, name = str(meta.get("version", "")), str(meta.get("name", ""))
+    derivation = f"Denoised by the {bundle_id} MONAI bundle {version}".strip() + (f" ({name})" if name else "")
+    return f"Denoised by {bundle_id} {version}".strip()[:64], derivation + "; research use only, not for diagnostic use"
+
+
+# ---- transforms ----------------------------------------------------------------------------------------------
+class LoadImageSeriesd(LoadImaged):
+    """``LoadImaged`` that reads validated DICOM series in HU, converted to ``unit``; other paths as ``LoadImaged``.
+
+    A DICOM file, folder or list of files is validated (:func:`validate_series`) and read by ``PydicomReader``
+    restricted to the validated files; the meta gets ``source_unit`` (``"hu"``; ``unit`` for other files),
+    ``dicom_files`` and ``output_name``, which :class:`SaveImageSeriesd` uses.
+
+    Args:
+        keys: image keys.
+        unit: the unit the config expects, ``"mu"`` (cm⁻¹, default) or ``"hu"``.
+        mu_water: water's attenuation in cm⁻¹. Default 0.2059 (60 keV).
+        kwargs: passed to ``LoadImaged`` (``ensure_channel_first``, ...).
+    """
+
+    def __init__(self, keys: KeysCollection, unit: str = "mu", mu_water: float = MU_WATER_60KEV, **kwargs) -> None:
+        if not kwargs.get("image_only", True):
+            raise ValueError("LoadImageSeriesd: only image_only=True (MetaTensor output) is supported.")
+        super().__init__(keys, **kwargs)
+        self.unit, self.mu_water = _choice(unit, _UNITS, "unit"), float(mu_water)
+        self.ensure_channel_first = bool(kwargs.get("ensure_channel_first", False))
+
+    def load_dicom(self, path: str | os.PathLike | Sequence[str], name: str | None = None) -> MetaTensor:
+        """Validate and read one DICOM series (folder, file, or files of one folder) as a MetaTensor in ``self.unit``."""
+        info = validate_series(path)
+        if isinstance(path, (list, tuple)):
+            folders = {os.path.dirname(os.path.abspath(os.fspath(f))) for f in path}
+            if len(folders) != 1:
+                raise DicomSeriesError(f"LoadImageSeriesd: the files of one input must lie in one folder, got {sorted(folders)}.")
+            path = folders.pop()
+        path = os.fspath(path)
+        regex = "|".join(re.escape(os.path.join(path, os.path.basename(f))) for f in info.files)
+        reader = PydicomReader(fname_regex=f"^(?:{regex})$", force=True) if os.path.isdir(path) else PydicomReader(force=True)
+        if info.irregular:
+            logger.warning(f"{path}: {info.irregular}; each slice is denoised on its own, but the volume's slice spacing "
+                           "is nominal (only a DICOM output keeps every slice's position).")
+        img = LoadImage(reader=reader, image_only=True, dtype=np.float32, ensure_channel_first=self.ensure_channel_first)(path)
+        img = _convert(img, "hu", self.unit, self.mu_water)
+        img.meta.update({SOURCE_UNIT_KEY: "hu", DICOM_FILES_KEY: json.dumps([os.path.abspath(f) for f in info.reader_files]),
+                         OUTPUT_NAME_KEY: str(name or info.name)})
+        return img
+
+    def __call__(self, data, reader=None):
+        d = dict(data)
+        for key, meta_key, postfix in self.key_iterator(d, self.meta_keys, self.meta_key_postfix):
+            if is_dicom_input(d[key]):
+                img = self.load_dicom(d[key], d.get(f"{key}_{OUTPUT_NAME_KEY}"))
+                meta = dict(img.meta)
+            else:
+                out = self._loader(d[key], reader)
+                img, meta = (out, {}) if self._loader.image_only else out
+                meta[SOURCE_UNIT_KEY] = self.unit
+                if isinstance(img, MetaTensor):
+                    img.meta[SOURCE_UNIT_KEY] = self.unit
+            d[key] = img
+            if not self._loader.image_only:  # as LoadImaged (MONAI Label switches image_only off)
+                meta_key = meta_key or f"{key}_{postfix}"
+                if meta_key in d and not self.overwriting:
+                    raise KeyError(f"Metadata with key {meta_key} already exists and overwriting=False.")
+                d[meta_key] = meta
+        return d
+
+
+class SaveImageSeriesd(SaveImaged):
+    """``SaveImaged`` that writes each image in its source's unit: NIfTI (as ``SaveImaged``) or a DICOM series.
+
+    Images read from DICOM by :class:`LoadImageSeriesd` are written in HU, named after their series
+    (``output_name``) plus ``_<output_postfix>``; ``output_format="dicom"`` writes a derived series
+    (:func:`write_dicom_series`) to ``<output_dir>/<name>_<output_postfix>/``, beside an existing one.
+
+    Args:
+        keys: image keys (``"pred"``).
+        output_format: ``"nifti"`` or ``"dicom"``.
+        unit: the unit of the images as they arrive, ``"mu"`` or ``"hu"``.
+        mu_water: water's attenuation in cm⁻¹. Default 0.2059.
+        series_description, derivation_description: of written DICOM series.
+        kwargs: passed to ``SaveImaged`` (``output_dir``, ``output_postfix``, ...).
+
+    Raises:
+        ValueError: unknown format or unit; with ``"dicom"``, an image that was not read from DICOM.
+    """
+
+    def __init__(self, keys: KeysCollection, output_format: str = "nifti", unit: str = "mu", mu_water: float = MU_WATER_60KEV,
+                 series_description: str = "Denoised", derivation_description: str | None = None, **kwargs) -> None:
+        super().__init__(keys, **kwargs)
+        self.format, self.unit = _choice(output_format, _FORMATS, "output_format"), _choice(unit, _UNITS, "unit")
+        self.mu_water, self.series_description, self.derivation_description = float(mu_water), series_description, derivation_description
+        self.output_dir, self.output_postfix = os.fspath(kwargs.get("output_dir", "./")), kwargs.get("output_postfix", "trans")
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            meta = dict(getattr(d[key], "meta", {}) or {})
+            source_unit = str(meta.get(SOURCE_UNIT_KEY, self.unit)).lower()
+            img = _convert(d[key], self.unit, source_unit if source_unit in _UNITS else self.unit, self.mu_water)
+            name, source = meta.get(OUTPUT_NAME_KEY), str(meta.get("filename_or_obj", key))
+            if self.format == "nifti":
+                if name and isinstance(img, MetaTensor):  # SaveImage names the file after filename_or_obj: a stand-in
+                    img = img.clone()  # beside the source keeps data_root_dir/separate_folder working
+                    img.meta["filename_or_obj"] = os.path.join(os.path.dirname(os.path.normpath(source)), f"{name}.dcm")
+                self.saver(img=img)
+                continue
+            if not meta.get(DICOM_FILES_KEY):
+                raise ValueError(f"{source}: --output_format dicom needs a DICOM source (it copies the patient, study and "
+                                 "geometry from it), but this image was not read from DICOM; use --output_format nifti.")
+            files = meta[DICOM_FILES_KEY]
+            arr = torch.as_tensor(img).detach().cpu().float().numpy()
+            if arr.shape[0] != 1:
+                raise ValueError(f"SaveImageSeriesd: expected one channel first, got shape {arr.shape}.")
+            vol = arr[0].T[None] if arr.ndim == 3 else np.transpose(arr[0], (2, 1, 0))  # (x, y[, z]) -> (slice, row, column)
+            base = name or _stem(source)
+            write_dicom_series(vol, json.loads(files) if isinstance(files, str) else list(files),
+                               os.path.join(self.output_dir, f"{base}_{self.output_postfix}" if self.output_postfix else base),
+                               series_description=self.series_description, derivation_description=self.derivation_description)
+        return d
