@@ -58,15 +58,9 @@ from pathlib import Path
 
 import numpy as np
 
-_HERE = Path(__file__).resolve().parent
-if "study_common" not in sys.modules:  # the file beside this one, by path: tests load this file by path too
-    import importlib.util
-
-    _spec = importlib.util.spec_from_file_location("study_common", _HERE / "study_common.py")
-    sys.modules["study_common"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["study_common"])
-
-from study_common import (  # noqa: E402
+from ldct_scripts import REPO
+from ldct_scripts.bundle_import import load_bundle_module
+from ldct_scripts.studies.engine import (
     ResultsLock,
     StudyError,
     StudyProgress,
@@ -76,7 +70,6 @@ from study_common import (  # noqa: E402
     file_digest,
     fingerprint,
     format_seconds,
-    load_module,
     markdown_table,
     mean_std,
     output_folder,
@@ -89,7 +82,6 @@ from study_common import (  # noqa: E402
     write_text,
 )
 
-REPO = _HERE.parent
 DEFAULT_BUNDLE = REPO / "bundles" / "unet_ldct"
 STAGES = ("data", "train", "crosstest", "retrain", "noise", "report")
 ALL_RESOLUTIONS = (62.5, 125.0, 250.0, 375.0, 500.0, 625.0)
@@ -415,7 +407,7 @@ class ResolutionTransferStudy:
     def metrics(self):
         """The bundle's ``scripts/metrics.py`` (PSNR, NRMSE, SSIM, residual variance), imported by path."""
         if self._metrics is None:
-            self._metrics = load_module(self.bundle / "scripts" / "metrics.py", "unet_ldct_metrics_for_study")
+            self._metrics = load_bundle_module(self.bundle, "metrics")
         return self._metrics
 
     def _log_path(self, stage: str, name: str) -> Path:

@@ -1,27 +1,21 @@
-"""Import a bundle's ``scripts`` package under a private name, for tests.
+"""Import a bundle's ``scripts`` package in tests, through the one helper (:mod:`ldct_scripts.bundle_import`).
 
-Each bundle (as the model zoo requires) names its package ``scripts``, and so does the repository's
-top-level folder; importing them by that name in one test process would let one shadow the other.
+Each bundle (as the model zoo requires) names its package ``scripts``; the repository's own orchestration
+code is installed as ``ldct_scripts`` and imported normally.
 """
 
 import importlib
-import importlib.util
 import sys
 from pathlib import Path
+
+from ldct_scripts.bundle_import import activate_bundle_scripts, load_bundle_scripts
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def bundle_scripts(bundle: str):
     """The ``scripts`` package of ``bundles/<bundle>``, imported once as ``<bundle>_scripts``."""
-    name = f"{bundle}_scripts"
-    if name not in sys.modules:
-        folder = REPO / "bundles" / bundle / "scripts"
-        spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_bundle_scripts(REPO / "bundles" / bundle)
 
 
 def bundle_scripts_as_scripts(bundle: str):
@@ -30,25 +24,14 @@ def bundle_scripts_as_scripts(bundle: str):
     Needed where the bundle's configs name ``scripts.*`` (``ConfigWorkflow`` imports by that name); a
     previously loaded ``scripts`` from elsewhere is dropped from ``sys.modules`` first.
     """
-    folder = REPO / "bundles" / bundle
-    mod = sys.modules.get("scripts")
-    if mod is None or not str(getattr(mod, "__file__", "") or "").startswith(str(folder)):
-        for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
-            del sys.modules[name]
-        sys.path.insert(0, str(folder))
-        try:
-            importlib.import_module("scripts")
-        finally:
-            sys.path.remove(str(folder))
-    return sys.modules["scripts"]
+    return activate_bundle_scripts(REPO / "bundles" / bundle, keep_on_path=False)
 
 
 def repo_script(name: str, filename: str):
-    """The repository's ``scripts/<filename>`` as module ``name``, loaded by path once: the bundles' own
-    ``scripts`` packages would shadow the top-level folder as a package."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / filename)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """``ldct_scripts.<filename without .py>`` (the repository's ``scripts/<filename>``), also known as ``name``.
+
+    Kept for tests of modules still at the top of ``scripts/``; new tests import ``ldct_scripts.…`` directly.
+    """
+    module = importlib.import_module("ldct_scripts." + Path(filename).with_suffix("").as_posix().replace("/", "."))
+    sys.modules.setdefault(name, module)
+    return module

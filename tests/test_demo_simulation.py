@@ -1,17 +1,12 @@
-"""The README's main job: scripts/demo_simulation.py at a tiny size."""
+"""The README's main job: ``python -m ldct_scripts.examples.demo_simulation`` at a tiny size."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-# Loaded by path: the bundles' own `scripts` packages would shadow the top-level folder as a package.
-_PATH = Path(__file__).resolve().parents[1] / "scripts" / "demo_simulation.py"
-_spec = importlib.util.spec_from_file_location("ldct_demo_simulation", _PATH)
-demo_simulation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(demo_simulation)
+from ldct_scripts.examples import demo_simulation
 
 
 def test_demo_writes_figure_and_provenance(tmp_path):

@@ -1,4 +1,4 @@
-"""The MONAI Deploy App SDK application (``scripts/deploy_app/app.py``) on synthetic DICOM CT series and, where
+"""The MONAI Deploy App SDK application (``python -m ldct_scripts.deploy_app``, scripts/deploy_app/app.py) on synthetic DICOM CT series and, where
 ``../shared/real_ldct/dicom`` exists, on a real Siemens scanner's slice.
 
 The app runs as users run it, in a subprocess, on a temporary copy of the U-Net bundle (configs, scripts,
@@ -7,7 +7,6 @@ the TorchScript there (once per module) and the bundle folder's checksums do not
 """
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -25,7 +24,6 @@ pytest.importorskip("monai.deploy")
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "unet_ldct"
-APP = REPO / "scripts" / "deploy_app" / "app.py"
 REAL_QD = REPO.parent / "shared" / "real_ldct" / "dicom" / "L506_1mm_0087_QD.IMA"
 
 
@@ -48,7 +46,7 @@ def checksums(folder: Path) -> dict:
 def run_app(*args, timeout=400):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     env.pop("PYTHONPATH", None)
-    return subprocess.run([sys.executable, str(APP), *map(str, args)], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ldct_scripts.deploy_app", *map(str, args)], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -236,9 +234,8 @@ def test_app_on_a_real_siemens_slice_matches_monai_bundle_run(app_run, tmp_path)
 
 
 def test_app_without_weights_says_how_to_export(tmp_path):
-    spec = importlib.util.spec_from_file_location("ldct_deploy_app", APP)  # imports no SDK until the app is built
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
+    from ldct_scripts.deploy_app import app  # imports no SDK until the app is built
+
     bundle = _bundle_copy(tmp_path / "bundle", weights=None)
     with pytest.raises(FileNotFoundError, match="neither models/model.ts nor models/model.pt") as e:
         app.ensure_torchscript(bundle, None, tmp_path / "cache")

@@ -1,4 +1,4 @@
-"""``scripts/export_onnx.py``: ONNX export with dynamic batch and spatial axes, checked by onnxruntime.
+"""``ldct_scripts.zoo.export_onnx`` (scripts/zoo/export_onnx.py): ONNX export with dynamic batch and spatial axes, checked by onnxruntime.
 
 Each bundle's network is exported once (through ``monai.bundle.onnx_export``); onnxruntime must agree
 with PyTorch within 1e-4 relative (max |onnx - torch| / max |torch|) on batch and spatial sizes that
@@ -9,7 +9,6 @@ its ONNX graph takes any size as the PyTorch network does; a graph frozen to one
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -26,13 +25,9 @@ RTOL = 1e-4
 
 
 def _export_module():
-    name = "zoo_export_onnx"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "export_onnx.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    import ldct_scripts.zoo.export_onnx as module
+
+    return module
 
 
 def _weights(bundle: str) -> Path:
@@ -126,7 +121,7 @@ def test_dynamic_axes_name_batch_and_every_spatial_axis():
 
 def test_bad_shapes_and_missing_weights_are_refused(tmp_path, capsys):
     eo = _export_module()
-    argv = [str(REPO / "bundles" / "cpce_rfm_da"), "--filepath", str(tmp_path / "x.onnx"), "--check_shape", "1", "32", "32"]
+    argv = [str(REPO / "bundles" / "cpce_rfm_da"), "--filepath", str(tmp_path / "x.onnx"), "--check-shape", "1", "32", "32"]
     assert eo.main(argv) == 1
     assert "shapes must have 4 entries (batch, channel, spatial), got [1, 32, 32]" in capsys.readouterr().err
     with pytest.raises(ValueError, match="shapes must have 4 entries"):

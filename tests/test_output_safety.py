@@ -19,7 +19,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_loading import repo_script
 
 from ldct_sim.cli import main as ldct_sim_main
 from ldct_sim.io import guess_value_unit
@@ -27,9 +26,6 @@ from ldct_sim.io import guess_value_unit
 REPO = Path(__file__).resolve().parents[1]
 MU_W = 0.2059
 TINY = ["--resolutions", "625", "--n-pixels", "32", "--n-views", "48", "--backend", "torch", "--noiseless-label"]
-
-
-_load = repo_script
 
 
 def _volumes(folder: Path) -> dict[str, Path]:
@@ -90,8 +86,9 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
         assert ldct_sim_main(["simulate", "--phantoms", "1", "--out", str(out), *TINY]) == 2
         assert f"{str(out)!r} {what}" in capsys.readouterr().err
     # the demo and the resolution-transfer study: argparse errors naming the option
-    demo = _load("ldct_demo_simulation", "demo_simulation.py")
-    rt = _load("ldct_resolution_transfer", "resolution_transfer.py")
+    from ldct_scripts.examples import demo_simulation as demo
+    from ldct_scripts import resolution_transfer as rt
+
     for parse, option in ((lambda a: demo.parse_args(a), "--out"), (lambda a: rt.build_parser().parse_args(a), "--results_dir")):
         with pytest.raises(SystemExit) as exit_:
             parse([option, str(afile)])
@@ -105,7 +102,8 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
 
 
 def test_seed_table3_comparison_leaves_models_not_trained_empty(tmp_path):
-    rt = _load("ldct_resolution_transfer", "resolution_transfer.py")
+    from ldct_scripts import resolution_transfer as rt
+
     args = rt.build_parser().parse_args(["--results_dir", str(tmp_path / "rt"), "--preset", "smoke"])
     study = rt.ResolutionTransferStudy(rt.resolve_config(args))
     res = study.cfg.resolutions

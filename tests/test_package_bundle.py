@@ -1,4 +1,4 @@
-"""``scripts/package_bundle.py``: the zip the model zoo distributes, unpacked in a fresh folder and run.
+"""``ldct_scripts.zoo.package_bundle`` (scripts/zoo/package_bundle.py): the zip the model zoo distributes, unpacked in a fresh folder and run.
 
 The cross-domain bundle's zip is unpacked and its inference run on a small water disc in cm⁻¹; the
 output must be the shipped network applied through the bundle's intensity window (a hand computation).
@@ -10,7 +10,6 @@ label. Files over the size limit go to ``large_files.yml`` with their md5, and M
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -31,13 +30,9 @@ MU_W = 0.2059  # cm⁻¹, water at 60 keV
 
 
 def _package_module():
-    name = "zoo_package_bundle"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "package_bundle.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    import ldct_scripts.zoo.package_bundle as module
+
+    return module
 
 
 def _env():
@@ -187,7 +182,7 @@ def test_files_over_the_limit_go_to_large_files_yml_and_monai_fetches_them_back(
                       for p in paths]
     download_large_files(bundle_path=str(root))  # MONAI's own fetcher, md5 checked
     assert all(_md5(root / p) == _md5(cpce_source / p) for p in paths)
-    # without --url_base the URL is a placeholder that says what to do
+    # without --url-base the URL is a placeholder that says what to do
     text = pb._large_files_yaml([{"path": "models/model.pt", "url": pb.URL_PLACEHOLDER, "hash_val": "0" * 32,
                                   "hash_type": "md5"}])
     assert 'url: "TODO: upload this file' in text and 'hash_type: "md5"' in text
@@ -203,7 +198,7 @@ def test_refuses_a_folder_without_metadata_or_licence(tmp_path, capsys, remove, 
     (src / remove).unlink()
     with pytest.raises(pb.BundleRefused, match=message):
         pb.package_bundle(src, tmp_path / "dist")
-    assert pb.main([str(src), "--output_dir", str(tmp_path / "dist")]) == 1
+    assert pb.main([str(src), "--output-dir", str(tmp_path / "dist")]) == 1
     assert "the model zoo requires configs/metadata.json and LICENSE" in capsys.readouterr().err
     assert not (tmp_path / "dist").exists() or not list((tmp_path / "dist").iterdir())
 

@@ -269,14 +269,10 @@ def test_tomosipo_requested_but_absent():
 
 # ---------------------------------------------------------------- benchmark runner smoke test
 def test_bench_sim_main_runs_at_tiny_size(tmp_path, capsys):
-    import importlib.util
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_sim.py"
-    spec = importlib.util.spec_from_file_location("ldct_bench_sim", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from ldct_scripts.bench import bench_sim as bench
+
     out = tmp_path / "bench.json"
     rows = bench.main(
         ["--size", "16", "--n-views", "12", "--repeats", "1", "--warmup", "0", "--backends", "astra", "torch", "--output", str(out)]

@@ -1,6 +1,5 @@
 """Helpers of the U-Net bundle: units and normalisation, datalists, slice inferer, transforms, checkpoints."""
 
-import importlib.util
 import json
 import os
 import warnings
@@ -197,9 +196,8 @@ def test_flags_from_the_command_line_become_bools():
 
 
 def test_bench_train_writes_its_record(tmp_path):
-    spec = importlib.util.spec_from_file_location("unet_bench_train", BUNDLE.parents[1] / "scripts" / "bench_train.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from ldct_scripts.bench import bench_train as bench
+
     assert bench.main(["--out", str(tmp_path), "--size", "32", "--batch", "1", "--iters", "1", "--warmup", "0",
                        "--device", "cpu", "--rounds", "1", "--infer-size", "32", "--infer-iters", "1",
                        "--patch-size", "16", "--patch-batch", "1", "--precision-iters", "1"]) == 0

@@ -1,6 +1,6 @@
-"""Model-zoo conformance of every bundle: ``scripts/verify_bundles.py`` runs the zoo's checks in full mode.
+"""Model-zoo conformance of every bundle: ``ldct_scripts.zoo.verify_bundles`` (scripts/zoo/verify_bundles.py) runs the zoo's checks in full mode.
 
-Each bundle is verified once per session, as users run it (``python scripts/verify_bundles.py <bundle>``,
+Each bundle is verified once per session, as users run it (``python -m ldct_scripts.zoo.verify_bundles <bundle>``,
 the two bundles side by side in their own interpreters); the tests read its JSON report and the
 exports it keeps, and check the exported TorchScript against the bundle's network independently.
 Broken copies of the (small) cross-domain bundle show that each check fails with a message that names
@@ -9,7 +9,6 @@ the problem. The metadata schema is ``--schema`` or ``../shared/monai/meta_schem
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -37,14 +36,10 @@ NEEDS_WEIGHTS = ("checkpoint", "torchscript")
 
 
 def _verify_module():
-    """``scripts/verify_bundles.py`` under a private name (the name ``scripts`` belongs to the bundles)."""
-    name = "zoo_verify_bundles"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "verify_bundles.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """``ldct_scripts.zoo.verify_bundles`` (imported on first use: it imports MONAI)."""
+    import ldct_scripts.zoo.verify_bundles as module
+
+    return module
 
 
 @pytest.fixture(scope="session")
@@ -56,12 +51,12 @@ def schema(request):
 
 
 def _run_verifiers(root: Path, schema: str | None) -> None:
-    """``python scripts/verify_bundles.py <bundle> --json ...`` for each bundle, side by side."""
+    """``python -m ldct_scripts.zoo.verify_bundles <bundle> --json ...`` for each bundle, side by side."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     env.pop("PYTHONPATH", None)
     procs = {}
     for b in BUNDLES:
-        cmd = [sys.executable, str(REPO / "scripts" / "verify_bundles.py"), b, "--json", str(root / f"{b}.json"),
+        cmd = [sys.executable, "-m", "ldct_scripts.zoo.verify_bundles", b, "--json", str(root / f"{b}.json"),
                "--workdir", str(root / "work")]
         cmd += ["--schema", schema] if schema else ["--checks", "files,version,net_in_out,checkpoint,torchscript,properties"]
         procs[b] = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

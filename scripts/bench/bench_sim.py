@@ -27,11 +27,11 @@ the cores (each loop waits for a descheduled thread), while ASTRA's single long 
 The header prints the load average (1, 5, 15 min), which the JSON records too.
 
 Usage:
-    python scripts/bench_sim.py                                   # 512², 720 views, every available backend
-    python scripts/bench_sim.py --backends astra torch --threads 2 --batch 8 --output bench.json
-    python scripts/bench_sim.py --backends torch:cuda --batch 32 --output bench_gpu.json
-    python scripts/bench_sim.py --builder 100 --threads 2 --output builder.json
-    python scripts/bench_sim.py --size 128 --n-views 180
+    python -m ldct_scripts.bench.bench_sim                                   # 512², 720 views, every available backend
+    python -m ldct_scripts.bench.bench_sim --backends astra torch --threads 2 --batch 8 --output bench.json
+    python -m ldct_scripts.bench.bench_sim --backends torch:cuda --batch 32 --output bench_gpu.json
+    python -m ldct_scripts.bench.bench_sim --builder 100 --threads 2 --output builder.json
+    python -m ldct_scripts.bench.bench_sim --size 128 --n-views 180
 """
 
 from __future__ import annotations

@@ -23,61 +23,47 @@ Writes ``<out>/bench_train.json`` with the settings, the timings and provenance 
 versions).
 
 Usage:
-    python scripts/bench_train.py --out bench
-    python scripts/bench_train.py --size 128 --batch 8 --iters 10 --compile --out bench
-    python scripts/bench_train.py --size 512 --batch 4 --iters 50 --device cuda --amp --out bench
-    python scripts/bench_train.py --no-workflow --no-inference --iters 1 --warmup 1 --out bench  # mostly bf16 vs fp32
+    python -m ldct_scripts.bench.bench_train --out bench
+    python -m ldct_scripts.bench.bench_train --size 128 --batch 8 --iters 10 --compile --out bench
+    python -m ldct_scripts.bench.bench_train --size 512 --batch 4 --iters 50 --device cuda --amp --out bench
+    python -m ldct_scripts.bench.bench_train --no-workflow --no-inference --iters 1 --warmup 1 --out bench  # mostly bf16 vs fp32
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import logging
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from ldct_scripts import BUNDLES_DIR
+from ldct_scripts.bundle_import import load_bundle_module
 from ldct_sim.provenance import provenance
 
 logger = logging.getLogger("bench_train")
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct"
-
-
-def _load_bundle_module(name: str):
-    """A module of the bundle's ``scripts``, imported from its file (the bundle's ``scripts`` is not this folder)."""
-    spec = importlib.util.spec_from_file_location(f"unet_ldct_{name}", BUNDLE / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+BUNDLE = BUNDLES_DIR / "unet_ldct"
 
 
 def load_network_class():
-    """The bundle's ``LDCTUNet``."""
-    return _load_bundle_module("networks").LDCTUNet
+    """The ``unet_ldct`` bundle's ``LDCTUNet``."""
+    return load_bundle_module(BUNDLE, "networks").LDCTUNet
 
 
 def load_cpce_class():
-    """The ``cpce_rfm_da`` bundle's ``CPCE2D`` (its ``networks.py`` imports only torch)."""
-    path = BUNDLE.parent / "cpce_rfm_da" / "scripts" / "networks.py"
-    spec = importlib.util.spec_from_file_location("cpce_rfm_da_networks", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.CPCE2D
+    """The ``cpce_rfm_da`` bundle's ``CPCE2D``."""
+    return load_bundle_module(BUNDLES_DIR / "cpce_rfm_da", "networks").CPCE2D
 
 
 def load_inferer_class():
-    """The bundle's ``SliceInferer2D``."""
-    return _load_bundle_module("inferers").SliceInferer2D
+    """The ``unet_ldct`` bundle's ``SliceInferer2D``."""
+    return load_bundle_module(BUNDLE, "inferers").SliceInferer2D
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,5 +1,5 @@
-"""``python scripts/deploy_app --bundle BUNDLE -i DICOM_DIR -o OUT_DIR``: the same as ``app.py`` (see there)."""
+"""``python -m ldct_scripts.deploy_app --bundle BUNDLE -i DICOM_DIR -o OUT_DIR``: runs ``app.cli`` (see ``app.py``)."""
 
-from app import cli  # run as a folder, this folder is first on sys.path
+from ldct_scripts.deploy_app.app import cli
 
 cli()

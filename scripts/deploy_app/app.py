@@ -1,6 +1,6 @@
 """MONAI Deploy App SDK application: DICOM CT series in, denoised DICOM CT series out.
 
-    python scripts/deploy_app/app.py --bundle bundles/unet_ldct -i DICOM_DIR -o OUT_DIR [-m MODEL.ts] [--cache-dir DIR]
+    python -m ldct_scripts.deploy_app --bundle bundles/unet_ldct -i DICOM_DIR -o OUT_DIR [-m MODEL.ts] [--cache-dir DIR]
 
 Pipeline (MONAI Deploy App SDK 4.0, Holoscan): ``DICOMDataLoaderOperator`` → ``DICOMSeriesSelectorOperator``
 (Modality CT and the series' UID) → ``SeriesToVolumeOperator`` (the SDK's ``DICOMSeriesToVolumeOperator``,
@@ -40,6 +40,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from ldct_scripts.bundle_import import activate_bundle_scripts
+
 __all__ = ["main", "cli", "load_bundle_dicom_series", "ensure_torchscript", "default_cache_dir", "bundle_hash", "EXPORT_COMMAND"]
 
 logger = logging.getLogger("ldct_deploy_app")
@@ -60,20 +62,15 @@ def series_rules(series_uid: str) -> str:
 
 
 def load_bundle_dicom_series(bundle: Path) -> ModuleType:
-    """The bundle's ``scripts.dicom_series`` module, with the bundle root first on ``sys.path``.
+    """The bundle's ``scripts.dicom_series`` module, with the bundle's ``scripts`` imported under that name.
 
     The bundle's configs (stored in the TorchScript) name ``scripts.*``, so the bundle's ``scripts``
-    package must be the one importable under that name; a ``scripts`` package imported from elsewhere
-    is dropped from ``sys.modules`` first.
+    package must be the one importable under that name (:func:`ldct_scripts.bundle_import.activate_bundle_scripts`).
+
+    Args:
+        bundle: the bundle folder.
     """
-    root = str(bundle.resolve())
-    mod = sys.modules.get("scripts")
-    if mod is not None and not str(getattr(mod, "__file__", "") or "").startswith(root + os.sep):
-        for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
-            del sys.modules[name]
-    if root in sys.path:
-        sys.path.remove(root)
-    sys.path.insert(0, root)
+    activate_bundle_scripts(bundle)
     return importlib.import_module("scripts.dicom_series")
 
 
@@ -174,10 +171,7 @@ def build_app(
 ):
     """The Holoscan/MONAI Deploy ``Application`` that denoises the series ``series_uid`` of ``input_dir``
     (imports the SDK); the folder it writes is appended to ``written_folders``."""
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    from ldct_operators import DicomSeriesWriterOperator, FloatBundleInferenceOperator, SeriesToVolumeOperator
+    from ldct_scripts.deploy_app.ldct_operators import DicomSeriesWriterOperator, FloatBundleInferenceOperator, SeriesToVolumeOperator
     from monai.deploy.conditions import CountCondition
     from monai.deploy.core import AppContext, Application, Image
     from monai.deploy.core.io_type import IOType
@@ -225,7 +219,7 @@ def build_app(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python scripts/deploy_app/app.py",
+        prog="python -m ldct_scripts.deploy_app",
         description="Denoise DICOM CT series with an LDCT bundle in a MONAI Deploy app; writes a derived DICOM "
         "series per input series.",
     )

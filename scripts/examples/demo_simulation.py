@@ -9,8 +9,8 @@ Poisson noise at the preset's input I0 → FBP) on a generated abdominal phantom
 * ``<out>/simulation.json``: geometry, doses, seed, measured noise and code version.
 
 Usage:
-    python scripts/demo_simulation.py --out demo
-    python scripts/demo_simulation.py --resolutions 125 500 --n-pixels 256 --seed 3 --out demo
+    python -m ldct_scripts.examples.demo_simulation --out demo
+    python -m ldct_scripts.examples.demo_simulation --resolutions 125 500 --n-pixels 256 --seed 3 --out demo
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ fan-beam FBP. Writes
 * ``<out>/provenance.json``: geometry, doses, seeds, measured noise, git commit and package versions.
 
 Usage:
-    python scripts/make_sample_data.py
-    python scripts/make_sample_data.py --n-pixels 128 --seed 3 --out /tmp/sample
+    python -m ldct_scripts.examples.make_sample_data
+    python -m ldct_scripts.examples.make_sample_data --n-pixels 128 --seed 3 --out /tmp/sample
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ldct_scripts import BUNDLES_DIR
 from ldct_sim import LowDoseSimulator, get_preset, hu_to_mu, mu_water
 from ldct_sim.phantoms import abdominal_phantom
 from ldct_sim.provenance import provenance
 
 logger = logging.getLogger("make_sample_data")
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct" / "sample_data"
+DEFAULT_OUT = BUNDLES_DIR / "unet_ldct" / "sample_data"
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -17,13 +17,13 @@ path), so by default the example is 8 pixels off the pattern (batch 2, 40 × 56)
 network accepts such sizes: the U-Net's padding of sides that are not multiples of 16 then stays in
 the graph, and the ONNX model takes any size, as the PyTorch one does. A network that refuses such
 sizes is exported on its pattern (32 × 48). The default check runs batch 3 at 64 × 32 and, when
-off-pattern sizes are accepted, batch 1 at 33 × 47. ``--input_shape`` and ``--check_shape`` override.
+off-pattern sizes are accepted, batch 1 at 33 × 47. ``--input-shape`` and ``--check-shape`` override.
 
 Usage::
 
-    python scripts/export_onnx.py bundles/cpce_rfm_da --filepath cpce_rfm_da.onnx
-    python scripts/export_onnx.py bundles/unet_ldct --filepath unet_ldct.onnx
-    python scripts/export_onnx.py bundles/unet_ldct --filepath unet_ldct.onnx --check_shape 1 1 512 512 --check_shape 2 1 100 140
+    python -m ldct_scripts.zoo.export_onnx bundles/cpce_rfm_da --filepath cpce_rfm_da.onnx
+    python -m ldct_scripts.zoo.export_onnx bundles/unet_ldct --filepath unet_ldct.onnx
+    python -m ldct_scripts.zoo.export_onnx bundles/unet_ldct --filepath unet_ldct.onnx --check-shape 1 1 512 512 --check-shape 2 1 100 140
 
 Exit status 0 when the export loads in onnxruntime and matches PyTorch on every check shape, else 1.
 """
@@ -36,8 +36,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verify_bundles import bundle_scripts_on_path  # noqa: E402  (both bundles name their package `scripts`)
+from ldct_scripts.bundle_import import bundle_scripts_on_path  # both bundles name their package `scripts`
+from ldct_scripts.cli import parse_kebab
 
 RTOL = 1e-4
 
@@ -227,18 +227,23 @@ def export_onnx(
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (``--kebab-case``; the old ``--snake_case`` spellings are read too).
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="the bundle folder, e.g. bundles/cpce_rfm_da")
     p.add_argument("--filepath", required=True, help="the ONNX file to write")
-    p.add_argument("--input_shape", type=int, nargs="+", default=None, help="export example shape B C H W")
-    p.add_argument("--check_shape", type=int, nargs="+", action="append", default=None,
+    p.add_argument("--input-shape", dest="input_shape", type=int, nargs="+", default=None, help="export example shape B C H W")
+    p.add_argument("--check-shape", dest="check_shape", type=int, nargs="+", action="append", default=None,
                    help="an onnxruntime check shape B C H W (repeatable)")
-    p.add_argument("--ckpt_file", default=None, help="weights (default models/model.pt)")
-    p.add_argument("--config_file", default=None, help="config with the network (default configs/inference.json)")
-    p.add_argument("--net_id", default="network_def", help="the network's config ID (default network_def)")
+    p.add_argument("--ckpt-file", dest="ckpt_file", default=None, help="weights (default models/model.pt)")
+    p.add_argument("--config-file", dest="config_file", default=None, help="config with the network (default configs/inference.json)")
+    p.add_argument("--net-id", dest="net_id", default="network_def", help="the network's config ID (default network_def)")
     p.add_argument("--rtol", type=float, default=RTOL, help=f"max |onnx - torch| / max |torch| (default {RTOL:g})")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: the exporter's)")
-    return p.parse_args(argv)
+    return parse_kebab(p, argv)
 
 
 def main(argv=None) -> int:

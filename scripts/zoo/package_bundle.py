@@ -13,9 +13,9 @@ Entries are written in sorted order with a fixed timestamp, so the same bundle g
 
 Usage::
 
-    python scripts/package_bundle.py bundles/unet_ldct                 # -> dist/unet_ldct_v0.3.0.zip
-    python scripts/package_bundle.py bundles/cpce_rfm_da --output_dir /tmp/zoo
-    python scripts/package_bundle.py bundles/unet_ldct --max_size_mb 10 --url_base https://host/unet_ldct/
+    python -m ldct_scripts.zoo.package_bundle bundles/unet_ldct                 # -> dist/unet_ldct_v0.3.0.zip
+    python -m ldct_scripts.zoo.package_bundle bundles/cpce_rfm_da --output-dir /tmp/zoo
+    python -m ldct_scripts.zoo.package_bundle bundles/unet_ldct --max-size-mb 10 --url-base https://host/unet_ldct/
 
 A bundle without ``configs/metadata.json`` (with a ``version``) or ``LICENSE`` is refused (exit status 1).
 """
@@ -30,10 +30,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verify_bundles import file_md5  # noqa: E402  (one md5 helper for the zoo scripts)
+from ldct_scripts import REPO
+from ldct_scripts.cli import parse_kebab
+from ldct_scripts.zoo.verify_bundles import file_md5  # one md5 helper for the zoo scripts
 
-REPO = Path(__file__).resolve().parents[1]
 MAX_SIZE_MB = 25.0  # the model zoo's limit for files committed in a bundle
 URL_PLACEHOLDER = "TODO: upload this file and put its download URL here"
 #: Folders at the bundle root that hold run outputs or user data, never distributed.
@@ -183,14 +183,19 @@ def package_bundle(
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (``--kebab-case``; the old ``--snake_case`` spellings are read too).
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="the bundle folder, e.g. bundles/unet_ldct")
-    p.add_argument("--output_dir", default=str(REPO / "dist"), help="where the zip goes (default dist/)")
-    p.add_argument("--max_size_mb", type=float, default=MAX_SIZE_MB,
+    p.add_argument("--output-dir", dest="output_dir", default=str(REPO / "dist"), help="where the zip goes (default dist/)")
+    p.add_argument("--max-size-mb", dest="max_size_mb", type=float, default=MAX_SIZE_MB,
                    help=f"files over this size go to large_files.yml (default {MAX_SIZE_MB:g} MB)")
-    p.add_argument("--url_base", default=None, help="download URL prefix of large files (default: a placeholder)")
+    p.add_argument("--url-base", dest="url_base", default=None, help="download URL prefix of large files (default: a placeholder)")
     p.add_argument("--name", default=None, help="bundle name in the zoo (default: the folder's name)")
-    return p.parse_args(argv)
+    return parse_kebab(p, argv)
 
 
 def main(argv=None) -> int:

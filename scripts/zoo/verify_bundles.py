@@ -28,10 +28,10 @@ weights are never downloaded). A config without ``bundle_root`` is an overlay an
 
 Usage::
 
-    python scripts/verify_bundles.py                              # every bundle under bundles/
-    python scripts/verify_bundles.py bundles/unet_ldct --schema /path/meta_schema_20240725.json
-    python scripts/verify_bundles.py --checks files,version,metadata     # the quick ones
-    python scripts/verify_bundles.py --json report.json --workdir /tmp/verify   # keep exports, logs
+    python -m ldct_scripts.zoo.verify_bundles                              # every bundle under bundles/
+    python -m ldct_scripts.zoo.verify_bundles bundles/unet_ldct --schema /path/meta_schema_20240725.json
+    python -m ldct_scripts.zoo.verify_bundles --checks files,version,metadata     # the quick ones
+    python -m ldct_scripts.zoo.verify_bundles --json report.json --workdir /tmp/verify   # keep exports, logs
 
 The schema defaults to ``../shared/monai/meta_schema_20240725.json`` beside the clone when it exists.
 Exit status: 0 when every check passed, 1 when one failed, 2 on a usage error (for example no schema).
@@ -56,8 +56,9 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BUNDLES_DIR = REPO / "bundles"
+from ldct_scripts import BUNDLES_DIR, REPO
+from ldct_scripts.bundle_import import bundle_scripts_on_path
+
 SCHEMA_NAME = "meta_schema_20240725.json"
 SCHEMA_MD5 = "06954cad2cc5d3784e72077ac76f0fc8"  # the copy in ../shared (see ../shared/README.md)
 DEFAULT_SCHEMA = REPO.parent / "shared" / "monai" / SCHEMA_NAME
@@ -160,28 +161,6 @@ def _metadata(bundle: Path) -> dict:
     if not path.is_file():
         raise CheckFailed(f"no configs/metadata.json in {bundle}")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-@contextlib.contextmanager
-def bundle_scripts_on_path(bundle: Path):
-    """Make ``bundle``'s ``scripts`` package the one ``import scripts`` finds, for the duration.
-
-    Every bundle names its package ``scripts`` (as the model zoo requires), so a previously imported
-    ``scripts`` is set aside first and put back afterwards.
-    """
-    saved = {n: m for n, m in sys.modules.items() if n == "scripts" or n.startswith("scripts.")}
-    for n in saved:
-        del sys.modules[n]
-    sys.path.insert(0, str(bundle))
-    importlib.invalidate_caches()
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(str(bundle))
-        for n in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
-            del sys.modules[n]
-        sys.modules.update(saved)
 
 
 def _spatial_shape(meta: dict, n: int) -> tuple[int, ...]:
@@ -379,7 +358,7 @@ def check_checkpoint(bundle: Path, **_) -> str:
     if size_mb > LARGE_FILE_MB:
         raise CheckFailed(
             f"models/model.pt is {size_mb:.1f} MB, over the zoo's {LARGE_FILE_MB:.0f} MB limit for committed files: "
-            "store it in fp16, or leave it out and list it in large_files.yml (scripts/package_bundle.py does that)"
+            "store it in fp16, or leave it out and list it in large_files.yml (ldct_scripts.zoo.package_bundle does that)"
         )
     dtypes = sorted({str(t.dtype).replace("torch.", "") for t in tensors.values()})
     n = sum(t.numel() for t in tensors.values() if t.is_floating_point())
@@ -600,7 +579,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _child(bundle: Path, args: argparse.Namespace, json_path: Path) -> list[Result]:
     """Verify one bundle in a fresh interpreter (each bundle names its package ``scripts``)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), str(bundle), "--checks", args.checks,
+    cmd = [sys.executable, "-m", "ldct_scripts.zoo.verify_bundles", str(bundle), "--checks", args.checks,
            "--json", str(json_path), "--no-table"]
     for flag in ("schema", "device", "workdir"):
         if getattr(args, flag):
