@@ -418,38 +418,38 @@ def test_trainer_validates_its_configuration(S):
 
 
 def test_as_bool_reads_switches_strictly(S):
-    assert S.data.as_bool("False") is False and S.data.as_bool("yes") is True and S.data.as_bool(True) is True
-    with pytest.raises(ValueError, match="expected a boolean switch"):
-        S.data.as_bool("flase")
+    assert S.helpers.as_bool("False") is False and S.helpers.as_bool("yes") is True and S.helpers.as_bool(True) is True
+    with pytest.raises(ValueError, match="`value` must be true or false, got .flase."):
+        S.helpers.as_bool("flase")
 
 
 def test_intensity_range_maps_the_hu_window_to_each_unit(S):
-    assert S.data.intensity_range([-1024, 3072], "hu") == [-1024.0, 3072.0]
-    lo, hi = S.data.intensity_range([-1000, 0], "mu", mu_water=0.2059)
+    assert S.helpers.intensity_range([-1024, 3072], "hu") == [-1024.0, 3072.0]
+    lo, hi = S.helpers.intensity_range([-1000, 0], "mu", mu_water=0.2059)
     assert lo == 0.0 and math.isclose(hi, 0.2059)
-    with pytest.raises(ValueError, match="`input_unit` must be either 'mu' or 'hu'"):
-        S.data.intensity_range([-1000, 0], "kev")
+    with pytest.raises(ValueError, match="`input_unit` must be one of \\('mu', 'hu'\\)"):
+        S.helpers.intensity_range([-1000, 0], "kev")
 
 
 def test_check_intensity_unit_refuses_the_wrong_unit(S, recwarn):
     mu = {"image": torch.full((1, 8, 8), 0.2)}
     hu = {"image": torch.linspace(-1000, 1000, 64).reshape(1, 8, 8)}
-    S.data.CheckIntensityUnitd("image", "mu")(mu)
-    S.data.CheckIntensityUnitd("image", "hu")(hu)
+    S.input_checks.CheckIntensityUnitd("image", "mu")(mu)
+    S.input_checks.CheckIntensityUnitd("image", "hu")(hu)
     assert len(recwarn) == 0
     with pytest.raises(ValueError, match="pass --input_unit hu"):
-        S.data.CheckIntensityUnitd("image", "mu")(hu)
+        S.input_checks.CheckIntensityUnitd("image", "mu")(hu)
     with pytest.raises(ValueError, match="pass --input_unit mu"):
-        S.data.CheckIntensityUnitd("image", "hu")(mu)
+        S.input_checks.CheckIntensityUnitd("image", "hu")(mu)
     with pytest.raises(ValueError, match="`unit` must be one of"):
-        S.data.CheckIntensityUnitd("image", "kelvin")
+        S.input_checks.CheckIntensityUnitd("image", "kelvin")
 
 
 def test_require_file_names_what_is_missing(S, tmp_path):
     with pytest.raises(FileNotFoundError, match="CPCE-2D weights: .* does not exist. Train first"):
-        S.data.require_file(tmp_path / "model.pt", "CPCE-2D weights", "Train first.")
+        S.helpers.require_file(tmp_path / "model.pt", "CPCE-2D weights", "Train first.")
     (tmp_path / "model.pt").write_bytes(b"")
-    assert S.data.require_file(tmp_path / "model.pt") == str(tmp_path / "model.pt")
+    assert S.helpers.require_file(tmp_path / "model.pt") == str(tmp_path / "model.pt")
 
 
 def test_select_sliced_and_list_images_read_dicom_and_nifti(S, tmp_path):
@@ -462,14 +462,14 @@ def test_select_sliced_and_list_images_read_dicom_and_nifti(S, tmp_path):
     (tmp_path / "sub" / "slice.dcm").write_bytes(dcm.read_bytes())
     nib.save(nib.Nifti1Image(np.zeros((16, 16, 5), np.float32), np.eye(4)), str(tmp_path / "vol.nii.gz"))
     (tmp_path / "notes.txt").write_text("not an image")
-    items = S.data.list_images(tmp_path)
+    items = S.helpers.list_images(tmp_path)
     assert [Path(i["image"]).name for i in items] == ["slice.dcm", "vol.nii.gz"]
     load = LoadImaged("image", ensure_channel_first=True, image_only=True)
     for item, shape in zip(items, [(1, 128, 128), (1, 16, 16)]):
         out = S.data.SelectSliced("image")(load(item))
         assert tuple(out["image"].shape) == shape
     with pytest.raises(FileNotFoundError, match="no image"):
-        S.data.list_images(tmp_path / "sub", suffixes=(".nii",))
+        S.helpers.list_images(tmp_path / "sub", suffixes=(".nii",))
 
 
 def test_cross_domain_dataset_pairs_each_source_item_with_a_target_image(S):

@@ -195,8 +195,8 @@ def test_inputs_are_series_folders_files_and_extensionless_dicom(tmp_path):
     names = lambda ps: [os.path.relpath(p, tmp_path / "root") for p in ps]  # noqa: E731
     assert names(D.list_inputs(tmp_path / "root", (".nii.gz", ".dcm"))) == ["a", "x.nii.gz"]
     assert names(D.list_inputs(tmp_path / "root", (".nii.gz", ".dcm"), recursive=True)) == ["a", "deep/b", "x.nii.gz"]
-    unet = bundle_scripts("unet_ldct").data.list_images(str(tmp_path / "one"))
-    cpce = bundle_scripts("cpce_rfm_da").data.list_images(tmp_path / "root", group_dicom_series=True)
+    unet = bundle_scripts("unet_ldct").helpers.list_images(str(tmp_path / "one"), group_dicom_series=True, recursive=False)
+    cpce = bundle_scripts("cpce_rfm_da").helpers.list_images(tmp_path / "root", group_dicom_series=True)
     assert unet == [{"image": str(tmp_path / "one")}] and len(cpce) == 3
 
 
@@ -358,7 +358,7 @@ def cpce_by_hand(hu, net):
     """CPCE-2D on each slice of an HU volume through the bundle's slice inferer: HU -> cm^-1 -> [0, 1] over
     the HU window -> network -> back to HU."""
     S = bundle_scripts("cpce_rfm_da")
-    lo, hi = S.data.intensity_range([-1024, 3072], "mu", MU_W)
+    lo, hi = S.helpers.intensity_range([-1024, 3072], "mu", MU_W)
     with torch.no_grad():
         x = ((hu / 1000 + 1) * MU_W - lo) / (hi - lo)
         y = S.inferers.SlicewiseInferer(margin=_config_margin("cpce_rfm_da"))(torch.from_numpy(x.transpose(0, 2, 1).astype(np.float32))[:, None], net)
@@ -445,7 +445,8 @@ def test_gaps_single_slices_and_several_series_in_a_folder_each_get_their_own_ou
     hu3, *_ = write_series(tmp_path / "in" / "study", n=6, skip=(2, 3))  # series 3: a gap of two slices
     hu4, *_ = write_series(tmp_path / "in" / "study", n=1, seed=1, series_number=4, name="one")  # one slice
     hu_u, *_ = write_series(tmp_path / "in" / "uneven", n=4, seed=2, positions=[0.0, 2.5, 5.0, 8.5])
-    items = D.check_inputs(bundle_scripts("unet_ldct").data.list_images(str(tmp_path / "in")), "dicom")
+    items = D.check_inputs(bundle_scripts("unet_ldct").helpers.list_images(str(tmp_path / "in"), group_dicom_series=True,
+                                                                           recursive=False), "dicom")
     assert [i["image"] if isinstance(i["image"], str) else len(i["image"]) for i in items] == [
         4, 1, str(tmp_path / "in" / "uneven")]  # the two series of study/, by SeriesNumber, as lists of files
     for folder, patterns, n_series in (("uneven", ["uneven slice spacing", r"gaps of 3\.5 mm after 5\.000 mm"], 1),

@@ -23,21 +23,22 @@ MU_W = 0.2059
 
 # ---- units and normalisation ---------------------------------------------------------------------
 def test_unit_range_maps_air_to_0_and_water_to_1():
-    assert S.utils.unit_range("mu", MU_W) == (0.0, MU_W)
-    assert S.utils.unit_range("HU") == (-1000.0, 0.0)
-    with pytest.raises(ValueError, match=r"`unit` must be one of \('mu', 'hu'\), got 'kev'"):
-        S.utils.unit_range("kev")
+    unit_range = S.helpers.intensity_range  # the configs' unit_range: the default window (air, water)
+    assert unit_range(input_unit="mu", mu_water=MU_W) == [0.0, MU_W]
+    assert unit_range(input_unit="HU") == [-1000.0, 0.0]
+    with pytest.raises(ValueError, match=r"`input_unit` must be one of \('mu', 'hu'\), got 'kev'"):
+        unit_range(input_unit="kev")
     with pytest.raises(ValueError, match="`mu_water` must be a positive"):
-        S.utils.unit_range("mu", 0.0)
+        unit_range(input_unit="mu", mu_water=0.0)
 
 
 def _to_net(img, unit):
-    lo, hi = S.utils.unit_range(unit, MU_W)
+    lo, hi = S.helpers.intensity_range([-1000, 0], unit, MU_W)
     return ScaleIntensityRange(lo, hi, 0.0, 1.0, clip=False, dtype=np.float64)(img)
 
 
 def _from_net(x, unit):
-    lo, hi = S.utils.unit_range(unit, MU_W)
+    lo, hi = S.helpers.intensity_range([-1000, 0], unit, MU_W)
     return ScaleIntensityRange(0.0, 1.0, lo, hi, clip=False, dtype=np.float64)(x)
 
 
@@ -63,11 +64,11 @@ def test_epochs_for_requires_a_whole_number_of_validation_intervals():
 
 
 def test_latest_checkpoint_is_the_largest_iteration(tmp_path):
-    assert S.utils.latest_checkpoint(str(tmp_path)) is None
+    assert S.helpers.latest_checkpoint(str(tmp_path)) is None
     for it in (8, 12, 100):
         (tmp_path / f"checkpoint_iteration={it}.pt").write_bytes(b"")
     (tmp_path / "model.pt").write_bytes(b"")
-    assert S.utils.latest_checkpoint(str(tmp_path)).endswith("checkpoint_iteration=100.pt")
+    assert S.helpers.latest_checkpoint(str(tmp_path)).endswith("checkpoint_iteration=100.pt")
 
 
 def test_fp16_export_loads_into_the_float32_network_and_fits_the_zoo_limit(tmp_path):
@@ -135,11 +136,11 @@ def test_list_images_finds_files_and_dicom_series(tmp_path):
     (tmp_path / "notes.txt").write_text("")
     (tmp_path / "series").mkdir()
     (tmp_path / "series" / "1.dcm").write_bytes(b"")
-    names = [os.path.basename(i["image"]) for i in S.data.list_images(str(tmp_path))]
+    names = [os.path.basename(i["image"]) for i in S.helpers.list_images(str(tmp_path), group_dicom_series=True, recursive=False)]
     assert names == ["a.nii.gz", "b.dcm", "series"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no image"):
-        S.data.list_images(str(tmp_path / "empty"))
+        S.helpers.list_images(str(tmp_path / "empty"), group_dicom_series=True, recursive=False)
 
 
 # ---- inferer and transforms --------------------------------------------------------------------------
@@ -162,17 +163,17 @@ def test_slice_inferer_runs_volumes_slice_by_slice_and_keeps_metadata():
 
 
 def test_unit_check_refuses_the_wrong_unit():
-    check_mu = S.transforms.CheckIntensityUnitd("image", unit="mu")
+    check_mu = S.input_checks.CheckIntensityUnitd("image", unit="mu")
     with pytest.raises(ValueError, match="look like Hounsfield units.*--input_unit hu"):
         check_mu({"image": torch.full((1, 8, 8), 40.0)})
     with pytest.raises(ValueError, match="look like attenuation.*--input_unit mu"):
-        S.transforms.CheckIntensityUnitd("image", unit="hu")({"image": torch.full((1, 8, 8), 0.2)})
-    S.transforms.CheckIntensityUnitd("image", unit="mu", check_unit="false")({"image": torch.full((1, 8, 8), 40.0)})
+        S.input_checks.CheckIntensityUnitd("image", unit="hu")({"image": torch.full((1, 8, 8), 0.2)})
+    S.input_checks.CheckIntensityUnitd("image", unit="mu", check_unit="false")({"image": torch.full((1, 8, 8), 40.0)})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_mu({"image": torch.full((1, 8, 8), 0.2)})
     with pytest.raises(ValueError, match="`unit` must be one of"):
-        S.transforms.CheckIntensityUnitd("image", unit="kev")
+        S.input_checks.CheckIntensityUnitd("image", unit="kev")
 
 
 def test_predict_reference_loads_weights_and_is_off_without_them(tmp_path):
@@ -188,7 +189,7 @@ def test_predict_reference_loads_weights_and_is_off_without_them(tmp_path):
 
 
 def test_flags_from_the_command_line_become_bools():
-    to_bool = S.utils.to_bool
+    to_bool = S.helpers.as_bool
     assert [to_bool(v) for v in (True, "true", "True", "yes", "1", 1)] == [True] * 6
     assert [to_bool(v) for v in (False, "false", "FALSE", "no", "0", 0)] == [False] * 6
     with pytest.raises(ValueError, match="`amp` must be true or false, got 'maybe'"):

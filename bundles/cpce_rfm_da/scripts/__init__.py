@@ -4,6 +4,6 @@ Inference needs only ``networks``, ``data`` and ``inferers`` (torch and MONAI). 
 simulation) imports ``ldct_sim`` and is therefore not imported here: use ``scripts.domains`` explicitly.
 """
 
-from . import data, dicom_series, evaluate, frequency, handlers, inferers, input_checks, losses, networks, trainer, vgg
+from . import checkpoints, data, dicom_series, evaluate, frequency, handlers, helpers, inferers, input_checks, losses, networks, trainer, vgg
 
-__all__ = ["data", "dicom_series", "evaluate", "handlers", "frequency", "inferers", "input_checks", "losses", "networks", "trainer", "vgg"]
+__all__ = ["checkpoints", "data", "dicom_series", "evaluate", "handlers", "frequency", "helpers", "inferers", "input_checks", "losses", "networks", "trainer", "vgg"]

@@ -1,4 +1,4 @@
-"""Data helpers of the bundle: cross-domain pairing, 2-D slicing, units and file discovery.
+"""Data helpers of the bundle: cross-domain pairing, 2-D slicing, datalists.
 
 Needs only torch, numpy and MONAI (inference imports this module; it never imports ``ldct_sim``).
 
@@ -9,124 +9,19 @@ scaled linearly so that the bundle's ``hu_window`` (default [-1024, 3072] HU) ma
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import re
 from collections.abc import Hashable, Mapping, Sequence
 
-import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import CacheDataset, Dataset
 from monai.transforms import MapTransform, Randomizable
 
-from . import dicom_series
-from .input_checks import CheckIntensityUnitd
+from .helpers import IMAGE_SUFFIXES, as_bool, intensity_range, list_images, require_file  # noqa: F401 (old names)
+from .input_checks import CheckIntensityUnitd  # noqa: F401 (scripts.data.CheckIntensityUnitd, the old name)
 
-__all__ = [
-    "CheckIntensityUnitd",
-    "CrossDomainDataset",
-    "SelectSliced",
-    "require_file",
-    "as_bool",
-    "intensity_range",
-    "list_images",
-    "find_latest_checkpoint",
-    "load_datalist",
-    "IMAGE_SUFFIXES",
-]
-
-#: File endings read as images from a folder (NIfTI, DICOM, MetaImage, NRRD).
-IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".dcm", ".ima", ".mha", ".mhd", ".nrrd")
-
-
-def as_bool(value) -> bool:
-    """Read a config switch: ``True``/``False``, 0/1, or the strings true/false, yes/no, on/off, 1/0.
-
-    Raises:
-        ValueError: anything else (``"flase"`` must not silently read as true).
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v in ("true", "yes", "on", "1"):
-            return True
-        if v in ("false", "no", "off", "0"):
-            return False
-    raise ValueError(f"as_bool: expected a boolean switch (true/false), got {value!r}.")
-
-
-def intensity_range(hu_window: Sequence[float], input_unit: str = "mu", mu_water: float = 0.2059) -> list[float]:
-    """The bundle's ``hu_window`` expressed in the input's unit: HU as given, or cm⁻¹.
-
-    Args:
-        hu_window: ``[low, high]`` in HU that the network's [0, 1] range spans.
-        input_unit: ``"mu"`` (linear attenuation, cm⁻¹; default) or ``"hu"``.
-        mu_water: water's linear attenuation in cm⁻¹ at the simulation energy. Default 0.2059 (60 keV).
-
-    Raises:
-        ValueError: unknown unit, a window that is not increasing, or ``mu_water <= 0``.
-    """
-    lo, hi = (float(v) for v in hu_window)
-    if not hi > lo:
-        raise ValueError(f"intensity_range: `hu_window` must be increasing [low, high], got {list(hu_window)!r}.")
-    unit = str(input_unit).lower()
-    if unit == "hu":
-        return [lo, hi]
-    if unit != "mu":
-        raise ValueError(f"intensity_range: `input_unit` must be either 'mu' or 'hu', got {input_unit!r}.")
-    if not float(mu_water) > 0:
-        raise ValueError(f"intensity_range: `mu_water` must be > 0 cm⁻¹, got {mu_water!r}.")
-    return [(lo / 1000.0 + 1.0) * float(mu_water), (hi / 1000.0 + 1.0) * float(mu_water)]
-
-
-def require_file(path: str | os.PathLike, what: str = "file", hint: str = "") -> str:
-    """``path`` as a string if it is an existing file, else a ``FileNotFoundError`` naming ``what`` and ``hint``."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what}: {path!r} does not exist. {hint}".strip())
-    return path
-
-
-def list_images(
-    folder: str | os.PathLike,
-    suffixes: Sequence[str] = IMAGE_SUFFIXES,
-    key: str = "image",
-    group_dicom_series: bool = False,
-) -> list[dict]:
-    """``[{key: path}, ...]`` for every image file under ``folder`` (recursively), sorted by path.
-
-    Args:
-        folder: the folder to search.
-        suffixes: file endings read as images.
-        key: the item key.
-        group_dicom_series: make each folder of DICOM files one item (a series, read as a volume) instead
-            of one item per file, as inference does (``dicom_series.list_inputs``): ``folder`` may then
-            be a series folder or a single file too.
-
-    Raises:
-        FileNotFoundError: the folder does not exist or holds no image with one of ``suffixes``.
-    """
-    folder = os.fspath(folder)
-    if group_dicom_series and os.path.isfile(folder):
-        return [{key: folder}]
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"list_images: the folder {folder!r} does not exist.")
-    if group_dicom_series:
-        found = dicom_series.list_inputs(folder, suffixes, recursive=True)
-    else:
-        found = sorted(
-            p
-            for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
-            if os.path.isfile(p) and p.lower().endswith(tuple(s.lower() for s in suffixes))
-        )
-    if not found:
-        raise FileNotFoundError(f"list_images: no image ({', '.join(suffixes)}) found under {folder!r}.")
-    return [{key: p} for p in found]
+__all__ = ["CrossDomainDataset", "SelectSliced", "load_datalist"]
 
 
 def load_datalist(
@@ -165,17 +60,6 @@ def load_datalist(
             {k: os.path.join(base, v) if isinstance(v, str) and not os.path.isabs(v) else v for k, v in item.items()}
         )
     return items
-
-
-def find_latest_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = "checkpoint") -> str | None:
-    """The newest ``<prefix>_epoch=N.pt`` (or ``_iteration=N``) in ``ckpt_dir`` by ``N``, or ``None``."""
-    ckpt_dir = os.fspath(ckpt_dir)
-    best, best_n = None, -1
-    for path in glob.glob(os.path.join(glob.escape(ckpt_dir), f"{prefix}_*.pt")):
-        m = re.search(r"_(?:epoch|iteration)=(\d+)\.pt$", os.path.basename(path))
-        if m and int(m.group(1)) > best_n:
-            best, best_n = path, int(m.group(1))
-    return best
 
 
 class SelectSliced(Randomizable, MapTransform):

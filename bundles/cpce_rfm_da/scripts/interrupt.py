@@ -1,15 +1,13 @@
 # Generated from bundles/common/interrupt.py by `python bundles/common/sync.py`: edit it there, not here.
 """Ctrl-C during training: stop at the end of the iteration, save a resumable checkpoint, say how to resume.
 
-This file is identical in both bundles (a test checks it). It needs only ignite and the standard library.
+Needs only ignite and the standard library.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-import re
 import shlex
 import signal
 import sys
@@ -17,6 +15,8 @@ import threading
 from collections.abc import Sequence
 
 from ignite.engine import Engine, Events
+
+from .helpers import latest_checkpoint
 
 __all__ = ["StopOnInterrupt", "exit_if_interrupted", "resume_command", "EXIT_INTERRUPTED"]
 
@@ -36,21 +36,6 @@ def exit_if_interrupted() -> None:
     code, _pending_exit = _pending_exit, None
     if code is not None:
         raise SystemExit(code)
-
-_CKPT_RE = re.compile(r"_(?:epoch|iteration)=(\d+)\.pt$")
-
-
-def _newest_checkpoint(ckpt_dir: str | None, prefix: str = "checkpoint") -> str | None:
-    """The newest ``<prefix>_epoch=N.pt`` or ``<prefix>_iteration=N.pt`` in ``ckpt_dir`` (largest ``N``), or ``None``."""
-    if not ckpt_dir or not os.path.isdir(ckpt_dir):
-        return None
-    best, best_n = None, -1
-    for path in glob.glob(os.path.join(glob.escape(ckpt_dir), f"{glob.escape(prefix)}_*.pt")):
-        m = _CKPT_RE.search(os.path.basename(path))
-        if m and int(m.group(1)) > best_n:
-            best, best_n = path, int(m.group(1))
-    return best
-
 
 def resume_command(argv: Sequence[str] | None = None, resume_on: bool = True) -> str | None:
     """The command that resumes a ``python -m monai.bundle run ...`` training, or ``None`` if this is not one.
@@ -95,9 +80,8 @@ class StopOnInterrupt:
     Data-loader workers forked while the trainer runs ignore the signal (the main process decides).
 
     Args:
-        checkpoint: what writes the resumable checkpoint: a MONAI ``CheckpointSaver`` with interval
-            saving (its interval checkpoint is written once more, at the iteration where training
-            stopped), or any object with ``save_now(engine) -> path``. ``None``: write nothing, only report.
+        checkpoint: what writes the resumable checkpoint at the iteration where training stopped: an object
+            with ``save_now(engine) -> path`` (``checkpoints.TrainingCheckpoint``). ``None``: only report.
         ckpt_dir: folder of the resumable checkpoints, searched for the newest when none was written now.
         evaluators: validation engines the trainer runs; they stop at their next iteration too.
         resume: the run's ``resume`` setting; when false the resume command gains ``--resume true``.
@@ -114,15 +98,10 @@ class StopOnInterrupt:
         exit_code: int = EXIT_INTERRUPTED,
         name: str | None = None,
     ) -> None:
-        if checkpoint is not None and not (callable(getattr(checkpoint, "save_now", None))
-                                           or hasattr(checkpoint, "_interval_checkpoint")):
-            raise TypeError(
-                "StopOnInterrupt: `checkpoint` must be a MONAI CheckpointSaver or have save_now(engine), "
-                f"got {type(checkpoint).__name__}."
-            )
+        if checkpoint is not None and not callable(getattr(checkpoint, "save_now", None)):
+            raise TypeError(f"StopOnInterrupt: `checkpoint` must have save_now(engine), got {type(checkpoint).__name__}.")
         if isinstance(evaluators, Engine):
             evaluators = [evaluators]
-        _write_atomically(checkpoint)
         self.checkpoint = checkpoint
         self.ckpt_dir = None if ckpt_dir is None else os.fspath(ckpt_dir)
         self.evaluators = [e for e in (evaluators or []) if e is not None]
@@ -179,17 +158,7 @@ class StopOnInterrupt:
             self.saved_path = self._save(engine)
 
     def _save(self, engine: Engine) -> str | None:
-        cp = self.checkpoint
-        if cp is None:
-            return None
-        if callable(getattr(cp, "save_now", None)):
-            path = cp.save_now(engine)
-        else:  # MONAI CheckpointSaver: its ignite Checkpoint writes `<prefix>_iteration=N.pt` (or epoch) again
-            interval = getattr(cp, "_interval_checkpoint", None)
-            if interval is None:
-                return None
-            interval(engine)  # no-op when this iteration's checkpoint is already written
-            path = interval.last_checkpoint
+        path = None if self.checkpoint is None else self.checkpoint.save_now(engine)
         return None if path is None else os.fspath(path)
 
     # ---- the run --------------------------------------------------------------------------------------
@@ -237,7 +206,7 @@ class StopOnInterrupt:
         return engine.state
 
     def _message(self, engine: Engine) -> str:
-        path = self.saved_path or _newest_checkpoint(self.ckpt_dir)
+        path = self.saved_path or latest_checkpoint(self.ckpt_dir)
         where = f"iteration {engine.state.iteration} (epoch {engine.state.epoch})"
         cmd = resume_command(resume_on=self.resume)
         if self._world_size() > 1:
@@ -258,19 +227,6 @@ def _log_handlers() -> list[logging.Handler]:
     for lg in loggers:
         out.extend(h for h in lg.handlers if h not in out)
     return out
-
-
-def _write_atomically(checkpoint) -> None:
-    """Make a MONAI ``CheckpointSaver``'s interval checkpoint write under a temporary name, then rename.
-
-    MONAI builds it with ignite's ``DiskSaver(atomic=False)``: a save cut short by a second Ctrl-C (or a
-    kill) would leave a truncated ``checkpoint_*.pt`` that the next run resumes from and fails on.
-    """
-    from ignite.handlers import DiskSaver
-
-    handler = getattr(getattr(checkpoint, "_interval_checkpoint", None), "save_handler", None)
-    if isinstance(handler, DiskSaver):
-        handler._atomic = True  # ignite reads it in DiskSaver._save_func: temporary file, then os.replace
 
 
 class _HideInterruptTraceback(logging.Filter):

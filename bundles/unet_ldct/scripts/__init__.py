@@ -3,7 +3,7 @@
 Inference needs only MONAI, PyTorch (and pytorch-ignite, which MONAI's engines use) besides this package.
 """
 
-from . import data, dicom_series, handlers, inferers, input_checks, metrics, networks, transforms, utils
+from . import checkpoints, data, dicom_series, handlers, helpers, inferers, input_checks, metrics, networks, transforms, utils
 from .networks import LDCTUNet
 
-__all__ = ["LDCTUNet", "data", "dicom_series", "handlers", "inferers", "input_checks", "metrics", "networks", "transforms", "utils"]
+__all__ = ["LDCTUNet", "checkpoints", "data", "dicom_series", "handlers", "helpers", "inferers", "input_checks", "metrics", "networks", "transforms", "utils"]

@@ -1,4 +1,4 @@
-"""Datalists and input discovery.
+"""Datalists of simulated datasets (inference inputs are found by ``helpers.list_images``).
 
 The training configs read the MONAI datalist that ``python -m ldct_sim simulate`` writes:
 ``{"training": [{"image": ..., "label": ..., "id": ...}], "validation": [...], "test": [...]}`` with
@@ -15,14 +15,10 @@ import re
 import numpy as np
 from monai.data import load_decathlon_datalist
 
-from . import dicom_series
-
-__all__ = ["DATALIST_NAME", "IMAGE_SUFFIXES", "find_datalist", "load_split", "list_images"]
+__all__ = ["DATALIST_NAME", "find_datalist", "load_split"]
 
 #: File name the configs look for first.
 DATALIST_NAME = "datalist.json"
-#: Files that inference treats as images; folders holding DICOM files are read as DICOM series.
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".mha", ".mhd", ".nrrd")
 
 
 def _numbers(name: str) -> list[float]:
@@ -120,27 +116,4 @@ def load_split(datalist: str, split: str = "training", fraction: float = 1.0, se
         n_keep = max(1, int(round(float(fraction) * len(items))))
         keep = np.sort(np.random.default_rng(seed).choice(len(items), size=n_keep, replace=False))
         items = [items[i] for i in keep]
-    return items
-
-
-def list_images(dataset_dir: str) -> list[dict]:
-    """Inputs for inference: ``[{"image": path}, ...]`` in sorted order.
-
-    ``dataset_dir`` may be one image file; a DICOM series folder (a folder whose images are all DICOM
-    files: one volume); or a folder in which each NIfTI/MetaImage/NRRD file is one input and each
-    subfolder holding DICOM files (``.dcm`` or any file with the DICOM preamble) is one series. DICOM
-    files lying next to other images are read one by one. See ``dicom_series.list_inputs``.
-
-    Raises:
-        FileNotFoundError: the path does not exist or holds no image.
-    """
-    if os.path.isfile(dataset_dir):
-        return [{"image": dataset_dir}]
-    if not os.path.isdir(dataset_dir):
-        raise FileNotFoundError(f"list_images: `dataset_dir` {dataset_dir!r} does not exist; pass --dataset_dir DIR.")
-    items = [{"image": p} for p in dicom_series.list_inputs(dataset_dir, IMAGE_SUFFIXES, recursive=False)]
-    if not items:
-        raise FileNotFoundError(
-            f"list_images: no image ({', '.join(IMAGE_SUFFIXES)} files or DICOM series folders) in {dataset_dir!r}."
-        )
     return items

@@ -1,4 +1,7 @@
-"""Ignite handlers for the bundle: resume from the latest checkpoint, per-image metrics to CSV, progress bar."""
+"""Ignite handlers for the bundle: validation bookkeeping for resuming, per-image metrics to CSV, progress bar.
+
+The resumable checkpoint itself is ``checkpoints.TrainingCheckpoint``.
+"""
 
 from __future__ import annotations
 
@@ -11,102 +14,17 @@ from collections.abc import Callable, Sequence
 
 import torch
 from ignite.engine import Engine, Events
-from monai.handlers import CheckpointLoader, CheckpointSaver
+from monai.handlers import CheckpointSaver
 
 from .metrics import DEFAULT_PEAK_CM, METRIC_NAMES, image_metrics, summarize
-from .utils import latest_checkpoint
 
-__all__ = ["CheckpointResume", "ValidationState", "ImageMetricsWriter", "ProgressBarHandler"]
-
-
-class CheckpointResume:
-    """Resume a killed or finished run from the newest ``checkpoint_iteration=N.pt`` in ``ckpt_dir``.
-
-    Attach it to the trainer. When the trainer starts and ``enabled`` is true, it loads the newest
-    interval checkpoint written by the config's ``CheckpointSaver`` (network, optimizer, learning-rate
-    scheduler and trainer state: iteration and epoch) with MONAI's ``CheckpointLoader``, so training
-    continues at the saved iteration and at most ``save_interval`` iterations are repeated. Put a
-    :class:`ValidationState` in both the saver's and this handler's dicts to carry the best-model and
-    early-stopping bookkeeping across the restart. With ``interval_saver`` it also hands the file it
-    resumed from to the saver, so that the file is replaced (not kept) at the next save.
-
-    Without an interval checkpoint (or with ``enabled=False``) it loads ``initial_checkpoint`` into the
-    objects named by ``initial_keys`` if one is given (fine-tuning starts from pretrained weights, but a
-    restarted fine-tune resumes from its own progress), and otherwise does nothing.
-
-    Args:
-        ckpt_dir: folder of the interval checkpoints.
-        load_dict: objects to restore, as saved: e.g. ``{"model": net, "optimizer": opt, "trainer": trainer}``.
-        enabled: false to always start from scratch. Default true.
-        map_location: ``torch.load`` map location. Default ``"cpu"``.
-        interval_saver: the ``CheckpointSaver`` writing the interval checkpoints (optional).
-        initial_checkpoint: weights to start from when there is nothing to resume (optional): a state
-            dict, or a dict holding it under the key of ``initial_keys``.
-        initial_keys: entries of ``load_dict`` that ``initial_checkpoint`` restores. Default ``("model",)``.
-        prefix: file-name prefix of the interval checkpoints. Default ``"checkpoint"``.
-        name: logger name; default the engine's logger.
-    """
-
-    def __init__(
-        self,
-        ckpt_dir: str,
-        load_dict: dict,
-        enabled: bool = True,
-        map_location: str | torch.device | None = "cpu",
-        interval_saver: CheckpointSaver | None = None,
-        initial_checkpoint: str | None = None,
-        initial_keys: Sequence[str] = ("model",),
-        prefix: str = "checkpoint",
-        name: str | None = None,
-    ) -> None:
-        if not load_dict:
-            raise ValueError("CheckpointResume: `load_dict` must name at least one object to restore.")
-        self.ckpt_dir = ckpt_dir
-        self.load_dict = load_dict
-        self.enabled = bool(enabled)
-        self.map_location = map_location
-        self.interval_saver = interval_saver
-        missing = [k for k in initial_keys if k not in load_dict]
-        if missing:
-            raise ValueError(f"CheckpointResume: `initial_keys` {missing} are not in `load_dict` ({sorted(load_dict)}).")
-        if initial_checkpoint is not None and not os.path.isfile(initial_checkpoint):
-            raise FileNotFoundError(f"CheckpointResume: `initial_checkpoint` not found: {initial_checkpoint!r}.")
-        self.initial_checkpoint = initial_checkpoint
-        self.initial_keys = tuple(initial_keys)
-        self.prefix = prefix
-        self.logger = logging.getLogger(name)
-        self._name = name
-        self.loaded_from: str | None = None
-
-    def attach(self, engine: Engine) -> None:
-        if self._name is None:
-            self.logger = engine.logger
-        engine.add_event_handler(Events.STARTED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        path = latest_checkpoint(self.ckpt_dir, self.prefix) if self.enabled else None
-        if path is None:
-            if self.initial_checkpoint is not None:
-                load_dict = {k: self.load_dict[k] for k in self.initial_keys}
-                CheckpointLoader(self.initial_checkpoint, load_dict, map_location=self.map_location)(engine)
-                self.logger.info(f"CheckpointResume: nothing to resume, started from {self.initial_checkpoint}.")
-            elif self.enabled:
-                self.logger.info(f"CheckpointResume: no checkpoint in {self.ckpt_dir}, training from the start.")
-            return
-        CheckpointLoader(load_path=path, load_dict=self.load_dict, map_location=self.map_location)(engine)
-        self.loaded_from = path
-        self.logger.info(f"CheckpointResume: resumed from {path} at iteration {engine.state.iteration}.")
-        interval = getattr(self.interval_saver, "_interval_checkpoint", None)
-        if interval is not None:  # let the saver replace the file it resumed from at its next save
-            state = interval.state_dict()  # {"_saved" (ignite >= 0.5) or "saved": [(priority, filename), ...]}
-            state[next(iter(state))] = [(engine.state.iteration, os.path.basename(path))]
-            interval.load_state_dict(state)
+__all__ = ["ValidationState", "ImageMetricsWriter", "ProgressBarHandler"]
 
 
 class ValidationState:
     """The validation bookkeeping of a training run, as one object with ``state_dict``/``load_state_dict``.
 
-    Saved with the interval checkpoints and restored by :class:`CheckpointResume`, it carries across a
+    Saved with the interval checkpoints and restored by ``checkpoints.TrainingCheckpoint``, it carries across a
     restart: the best score the best-model ``CheckpointSaver`` has seen (so a worse model after the
     restart does not overwrite the best one), the ``EarlyStopHandler``'s patience counter and best
     score, and the evaluator's ``best_metric``/``best_metric_epoch``. Each part is optional.

@@ -1,5 +1,4 @@
-"""Dictionary transforms used by the configs: a unit and value check (from ``input_checks``) and a
-reference model's prediction."""
+"""Dictionary transform of the evaluation config: a reference model's prediction."""
 
 from __future__ import annotations
 
@@ -10,9 +9,9 @@ from monai.config import KeysCollection
 from monai.inferers import Inferer, SimpleInferer
 from monai.transforms import MapTransform
 
-from .input_checks import CheckIntensityUnitd, load_weights
+from .input_checks import load_weights
 
-__all__ = ["CheckIntensityUnitd", "PredictReferenced"]
+__all__ = ["PredictReferenced"]
 
 logger = logging.getLogger(__name__)
 

@@ -1,67 +1,15 @@
-"""Small helpers the bundle's configs call: intensity units, training length, checkpoints.
+"""Helpers of the U-Net bundle's configs: training length, weight export.
 
-Units: attenuation ``mu`` in cm⁻¹, Hounsfield units (HU) dimensionless. The network sees
-``x = mu / mu_water`` (air 0, water 1), i.e. ``x = HU / 1000 + 1``; see :func:`unit_range`.
+Helpers both bundles share (switches, units, input discovery, checkpoints) are in ``helpers.py``.
 """
 
 from __future__ import annotations
 
-import glob
-import math
 import os
-import re
 
 import torch
 
-__all__ = [
-    "MU_WATER_60KEV",
-    "UNITS",
-    "unit_range",
-    "epochs_for",
-    "latest_checkpoint",
-    "require_file",
-    "to_bool",
-    "export_state_dict",
-]
-
-#: Linear attenuation of water at 60 keV in cm⁻¹ (xraylib / NIST XCOM, 0.2059 cm²/g × 1 g/cm³).
-MU_WATER_60KEV = 0.2059
-#: Accepted image units: linear attenuation in cm⁻¹, or Hounsfield units.
-UNITS = ("mu", "hu")
-
-_ITERATION_RE = re.compile(r"iteration=(\d+)\.pt$")
-
-
-def unit_range(unit: str = "mu", mu_water: float = MU_WATER_60KEV) -> tuple[float, float]:
-    """Values of air and of water in ``unit``: the pair the network's intensity scale maps to 0 and 1.
-
-    The network input is ``x = (v - air) / (water - air)`` for an image ``v`` in ``unit``, i.e.
-    ``x = mu / mu_water = HU / 1000 + 1`` with the study's relation ``mu = (HU / 1000 + 1) * mu_water``.
-    The configs feed this pair to one ``ScaleIntensityRanged`` on the way in and to its inverse on the
-    way out, so the normalisation is declared once.
-
-    Args:
-        unit: ``"mu"`` (linear attenuation in cm⁻¹, as ``ldct_sim`` writes) or ``"hu"`` (Hounsfield
-            units). Case-insensitive. Default ``"mu"``.
-        mu_water: water's linear attenuation in cm⁻¹ at the simulated energy, > 0. Default 0.2059
-            (60 keV).
-
-    Returns:
-        ``(air, water)``: ``(0.0, mu_water)`` for ``"mu"``, ``(-1000.0, 0.0)`` for ``"hu"``.
-
-    Raises:
-        ValueError: an unknown unit or a non-positive ``mu_water``.
-
-    Example:
-        >>> unit_range("hu")
-        (-1000.0, 0.0)
-    """
-    if not isinstance(unit, str) or unit.lower() not in UNITS:
-        raise ValueError(f"unit_range: `unit` must be one of {UNITS}, got {unit!r}.")
-    mu_water = float(mu_water)
-    if not math.isfinite(mu_water) or mu_water <= 0:
-        raise ValueError(f"unit_range: `mu_water` must be a positive attenuation in cm^-1, got {mu_water!r}.")
-    return (0.0, mu_water) if unit.lower() == "mu" else (-1000.0, 0.0)
+__all__ = ["epochs_for", "export_state_dict"]
 
 
 def epochs_for(num_iterations: int, epoch_length: int) -> int:
@@ -83,40 +31,6 @@ def epochs_for(num_iterations: int, epoch_length: int) -> int:
             f"({epoch_length}); change --num_iterations or --val_interval."
         )
     return num_iterations // epoch_length
-
-
-def latest_checkpoint(ckpt_dir: str, prefix: str = "checkpoint") -> str | None:
-    """Path of the newest ``{prefix}_iteration=N.pt`` in ``ckpt_dir`` (largest ``N``), or ``None``."""
-    best, best_it = None, -1
-    for path in glob.glob(os.path.join(glob.escape(ckpt_dir), f"{glob.escape(prefix)}_iteration=*.pt")):
-        m = _ITERATION_RE.search(os.path.basename(path))
-        if m and int(m.group(1)) > best_it:
-            best, best_it = path, int(m.group(1))
-    return best
-
-
-def require_file(path: str, what: str = "checkpoint", hint: str = "") -> str:
-    """Return ``path`` if it is a file, else raise ``FileNotFoundError`` naming ``what`` and a hint."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path!r}." + (f" {hint}" if hint else ""))
-    return path
-
-
-def to_bool(value, name: str = "value") -> bool:
-    """A command-line flag as a bool: ``monai.bundle``'s parser (fire) passes ``--amp true`` as the string ``"true"``.
-
-    Accepts bools, 0/1 and the strings true/false, yes/no, on/off, 1/0 (any case).
-
-    Raises:
-        ValueError: anything else, naming the flag.
-    """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-        return value.strip().lower() in ("true", "yes", "on", "1")
-    raise ValueError(f"`{name}` must be true or false, got {value!r}.")
 
 
 def export_state_dict(src: str, dst: str, key: str = "model", dtype: str | None = "float16") -> str:
