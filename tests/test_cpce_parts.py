@@ -487,7 +487,7 @@ def test_cross_domain_dataset_pairs_each_source_item_with_a_target_image(S):
 def test_slicewise_inferer_runs_volumes_slice_by_slice(S):
     net = S.networks.CPCE2D(channels=4).eval()
     vol = torch.rand(1, 1, 12, 12, 3)
-    inferer = S.inferers.SlicewiseInferer(slice_batch=2)
+    inferer = S.inferers.SlicewiseInferer(sw_batch_size=2)
     with torch.no_grad():
         out = inferer(vol, net)
         assert out.shape == vol.shape
