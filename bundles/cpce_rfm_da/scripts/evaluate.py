@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from monai.data import Dataset
-from monai.metrics import SSIMMetric
 
+from . import image_quality
 from .input_checks import load_weights
 
 __all__ = [
@@ -76,21 +75,19 @@ class WindowedOutput:
 
 
 def psnr(pred_hu: torch.Tensor, label_hu: torch.Tensor, low: float, high: float) -> float:
-    """PSNR in dB of HU images clipped to [low, high], peak ``high - low``."""
-    p, y = pred_hu.double().clamp(low, high), label_hu.double().clamp(low, high)
-    mse = float(torch.mean((p - y) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10((high - low) ** 2 / mse)
+    """PSNR in dB of HU images clipped to [low, high], peak ``high - low`` (``image_quality.psnr``: MONAI's metric)."""
+    return image_quality.psnr(pred_hu.double().clamp(low, high), label_hu.double().clamp(low, high), high - low)
 
 
 def ssim(pred_hu: torch.Tensor, label_hu: torch.Tensor, low: float, high: float) -> float:
     """SSIM (11×11 Gaussian window, σ 1.5) of 2-D HU images ``(1, 1, H, W)`` clipped to [low, high].
 
-    Computed in float64 on the clipped images rescaled to [0, 1] (data range 1), which is the same SSIM as
-    on HU with data range ``high - low`` but free of float32 cancellation at HU magnitudes.
+    ``image_quality.ssim``: MONAI's ``SSIMMetric`` convention computed in float64 (``SSIMMetric`` itself casts
+    to float32), on the clipped images rescaled to [0, 1] (data range 1): the same SSIM as on HU with data
+    range ``high - low``.
     """
-    metric = SSIMMetric(spatial_dims=2, data_range=1.0)
     scale = lambda x: (x.double().clamp(low, high) - low) / (high - low)  # noqa: E731
-    return float(metric(scale(pred_hu), scale(label_hu)).mean())
+    return image_quality.ssim(scale(pred_hu), scale(label_hu), 1.0)
 
 
 def image_metrics(

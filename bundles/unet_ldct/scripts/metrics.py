@@ -22,13 +22,10 @@ Conventions, stated because LDCT papers differ:
   and ``ref``).
 * NRMSE (eq. 5): ``100 · sqrt(MSE) / mean(pred)``, normalised by the mean of the *predicted*
   image as in the study, in percent.
-* SSIM (eq. 6): ``"gaussian"`` (default) is the windowed SSIM of Wang et al. (2004) as MONAI's
-  ``SSIMMetric`` computes it (11×11 Gaussian window, σ = 1.5, K1 = 0.01, K2 = 0.03, local
-  population statistics, valid region only, averaged over the map), here in float64: in cm⁻¹ the
-  local variances of smooth regions are 1e-4 to 1e-6 of the squared means, where float32's
-  ``E[x²] - E[x]²`` keeps few correct digits;
-  ``"global"`` evaluates equation 6 once with whole-image means, variances and covariance
-  (population statistics). ``c1 = (K1 L)²`` and ``c2 = (K2 L)²`` with ``L = data_range``.
+* SSIM (eq. 6): ``image_quality.ssim`` (shared with the other bundle): the windowed SSIM of MONAI's
+  ``SSIMMetric`` in float64 (``"gaussian"``, default), or equation 6 once with whole-image statistics
+  (``"global"``). ``c1 = (K1 L)²`` and ``c2 = (K2 L)²`` with ``L = data_range``.
+* MSE, RMSE and PSNR are MONAI's metrics, in float64 (``image_quality``).
 * Residual variance: the population variance of ``pred - ref`` (unit squared).
 """
 
@@ -39,6 +36,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+
+from . import image_quality
+from .image_quality import SSIM_WINDOWS, float64_pair
 
 __all__ = [
     "MU_WATER_CM",
@@ -62,23 +62,8 @@ MU_WATER_CM = 0.2059
 #: Fixed, so that noise on the label cannot move it (see the module docstring).
 DEFAULT_PEAK_CM = 2.0 * MU_WATER_CM
 DATA_RANGE_MODES = ("reference_max", "reference_range")
-SSIM_WINDOWS = ("gaussian", "uniform", "global")
 #: Columns :func:`image_metrics` returns, in order.
 METRIC_NAMES = ("psnr_db", "nrmse_percent", "ssim", "ssim_global", "residual_variance", "rmse", "data_range")
-
-
-def _pair(pred, ref, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    p = torch.as_tensor(np.asarray(pred) if not isinstance(pred, torch.Tensor) else pred.detach())
-    r = torch.as_tensor(np.asarray(ref) if not isinstance(ref, torch.Tensor) else ref.detach())
-    p = p.as_subclass(torch.Tensor).to("cpu", torch.float64)
-    r = r.as_subclass(torch.Tensor).to("cpu", torch.float64)
-    if p.shape != r.shape:
-        raise ValueError(f"{where}: `pred` and `ref` must have the same shape, got {tuple(p.shape)} and {tuple(r.shape)}.")
-    if p.numel() == 0:
-        raise ValueError(f"{where}: the images are empty.")
-    if not (torch.isfinite(p).all() and torch.isfinite(r).all()):
-        raise ValueError(f"{where}: the images hold NaN or infinite pixels.")
-    return p, r
 
 
 def resolve_data_range(ref, data_range: float | str = DEFAULT_PEAK_CM) -> float:
@@ -107,17 +92,14 @@ def resolve_data_range(ref, data_range: float | str = DEFAULT_PEAK_CM) -> float:
 
 def mse(pred, ref) -> float:
     """Mean squared error (equation 3)."""
-    p, r = _pair(pred, ref, "mse")
-    return float(((p - r) ** 2).mean())
+    return image_quality.mse(pred, ref)
 
 
 def psnr(pred, ref, data_range: float | str = DEFAULT_PEAK_CM) -> float:
     """Peak signal-to-noise ratio in dB (equation 4): ``10 log10(MAX² / MSE(pred, ref))``; ``inf`` for
     identical images. ``MAX`` is ``data_range`` (default the fixed :data:`DEFAULT_PEAK_CM` in cm⁻¹)."""
-    p, r = _pair(pred, ref, "psnr")
-    peak = resolve_data_range(r, data_range)
-    err = float(((p - r) ** 2).mean())
-    return math.inf if err == 0 else 10.0 * math.log10(peak**2 / err)
+    p, r = float64_pair(pred, ref, "psnr")
+    return image_quality.psnr(p, r, resolve_data_range(r, data_range))
 
 
 def nrmse(pred, ref) -> float:
@@ -126,7 +108,7 @@ def nrmse(pred, ref) -> float:
     Raises:
         ValueError: the predicted image's mean is zero.
     """
-    p, r = _pair(pred, ref, "nrmse")
+    p, r = float64_pair(pred, ref, "nrmse")
     mean = float(p.mean())
     if mean == 0:
         raise ValueError("nrmse: the predicted image has zero mean; NRMSE (normalised by it) is undefined.")
@@ -135,7 +117,7 @@ def nrmse(pred, ref) -> float:
 
 def residual_variance(pred, ref) -> float:
     """Population variance of the residual image ``pred - ref``."""
-    p, r = _pair(pred, ref, "residual_variance")
+    p, r = float64_pair(pred, ref, "residual_variance")
     return float((p - r).var(unbiased=False))
 
 
@@ -164,46 +146,9 @@ def ssim(
     Raises:
         ValueError: unknown ``window``, or an image smaller than the window.
     """
-    if window not in SSIM_WINDOWS:
-        raise ValueError(f"ssim: `window` must be one of {SSIM_WINDOWS}, got {window!r}.")
-    p, r = _pair(pred, ref, "ssim")
-    L = resolve_data_range(r, data_range)
-    c1, c2 = (k1 * L) ** 2, (k2 * L) ** 2
-    if window == "global":
-        mp, mr = p.mean(), r.mean()
-        vp, vr = p.var(unbiased=False), r.var(unbiased=False)
-        cov = ((p - mp) * (r - mr)).mean()
-        return float((2 * mp * mr + c1) * (2 * cov + c2) / ((mp**2 + mr**2 + c1) * (vp + vr + c2)))
-    while p.dim() > 2 and p.shape[0] == 1:
-        p, r = p[0], r[0]
-    if p.dim() not in (2, 3):
-        raise ValueError(f"ssim: windowed SSIM needs a 2-D or 3-D image, got shape {tuple(p.shape)}.")
-    if min(p.shape) < kernel_size:
-        raise ValueError(f"ssim: the image {tuple(p.shape)} is smaller than the {kernel_size}-pixel window.")
-    nd = p.dim()
-    k = _window(window, kernel_size, kernel_sigma, nd)
-    conv = torch.nn.functional.conv2d if nd == 2 else torch.nn.functional.conv3d
-    x, y = p[None, None], r[None, None]
-    mx, my = conv(x, k), conv(y, k)
-    vx = conv(x * x, k) - mx * mx
-    vy = conv(y * y, k) - my * my
-    cov = conv(x * y, k) - mx * my
-    ssim_map = (2 * mx * my + c1) * (2 * cov + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return float(ssim_map.mean())
-
-
-def _window(kind: str, size: int, sigma: float, nd: int) -> torch.Tensor:
-    """Normalised ``(1, 1, size, ...)`` float64 window: Gaussian (MONAI's kernel) or box."""
-    if kind == "gaussian":
-        d = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-        g = torch.exp(-0.5 * (d / sigma) ** 2)
-    else:
-        g = torch.ones(size, dtype=torch.float64)
-    g = g / g.sum()
-    k = g
-    for _ in range(nd - 1):
-        k = k[..., None] * g
-    return k[None, None]
+    p, r = float64_pair(pred, ref, "ssim")
+    return image_quality.ssim(p, r, resolve_data_range(r, data_range), window=window, kernel_size=kernel_size,
+                              kernel_sigma=kernel_sigma, k1=k1, k2=k2)
 
 
 def image_metrics(
@@ -224,8 +169,8 @@ def image_metrics(
     the images' unit, against ``label``; ``data_range`` is the resolved PSNR ``MAX`` (from ``label``
     for the two modes).
     """
-    p, r = _pair(pred, ref, "image_metrics")
-    lab = r if label is None else _pair(pred, label, "image_metrics (label)")[1]
+    p, r = float64_pair(pred, ref, "image_metrics")
+    lab = r if label is None else float64_pair(pred, label, "image_metrics (label)")[1]
     peak = resolve_data_range(lab, data_range)
     L = resolve_data_range(r, data_range)
     return {
@@ -234,7 +179,7 @@ def image_metrics(
         "ssim": ssim(p, r, L, window=ssim_window),
         "ssim_global": ssim(p, r, L, window="global"),
         "residual_variance": residual_variance(p, r),
-        "rmse": math.sqrt(mse(p, lab)),
+        "rmse": image_quality.rmse(p, lab),
         "data_range": peak,
     }
 
