@@ -174,16 +174,9 @@ def evaluate_runs(
                 per_image.append({"direction": name, "method": method, "index": k, **metrics})
             for metric in rows[0]:
                 values = np.array([r[metric] for r in rows], dtype=np.float64)
-                summary.append(
-                    {
-                        "direction": name,
-                        "method": method,
-                        "metric": metric,
-                        "mean": float(values.mean()),
-                        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                        "n_images": len(values),
-                    }
-                )
+                std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+                summary.append({"direction": name, "method": method, "metric": metric, "mean": float(values.mean()),
+                                "std": std, "n_images": len(values)})
     _write_csv(os.path.join(output_dir, "metrics_per_image.csv"), per_image)
     _write_csv(os.path.join(output_dir, "table.csv"), summary)
     markdown = format_markdown(summary, [r["name"] for r in runs], methods, conventions)

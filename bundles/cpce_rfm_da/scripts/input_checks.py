@@ -1,8 +1,7 @@
 # Generated from bundles/common/input_checks.py by `python bundles/common/sync.py`: edit it there, not here.
 """Checks of inference inputs and weights, run before anything is written.
 
-This file is copied byte for byte into every bundle of the repository (each bundle must stand alone in
-the model zoo); a test checks that the copies agree. It needs numpy, torch and MONAI only.
+It needs numpy, torch and MONAI only.
 
 * :func:`check_images` reads every non-DICOM input of a datalist up front and refuses, naming the file,
   an image that is not a 2-D slice or a 3-D volume of slices of one channel, one with NaN or infinite
@@ -38,6 +37,7 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImage, MapTransform
 
 from .dicom_series import DICOM_FILES_KEY, SOURCE_UNIT_KEY, is_dicom_input
+from .helpers import as_bool
 
 __all__ = [
     "MU_RANGE",
@@ -69,17 +69,6 @@ def _unit(unit: str) -> str:
     if u not in _UNITS:
         raise ValueError(f"`unit` must be one of {_UNITS}, got {unit!r}.")
     return u
-
-
-def _as_bool(value, name: str) -> bool:
-    """A config switch: bools, 0/1, or the strings true/false, yes/no, on/off, 1/0 (``--check_unit false``)."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-        return value.strip().lower() in ("true", "yes", "on", "1")
-    raise ValueError(f"`{name}` must be true or false, got {value!r}.")
 
 
 def _name(img, default) -> str:
@@ -207,7 +196,7 @@ def check_images(
         ValueError: the first bad input, named, with the problem and the fix.
     """
     unit = _unit(unit)
-    check_unit = _as_bool(check_unit, "check_unit")
+    check_unit = as_bool(check_unit, "check_unit")
     loader = LoadImage(image_only=True, dtype=None)
     for item in items:
         path = item[key]
@@ -251,7 +240,7 @@ class CheckIntensityUnitd(MapTransform):
             raise ValueError(f"CheckIntensityUnitd: `unit` must be one of {_UNITS}, got {unit!r}.")
         super().__init__(keys, allow_missing_keys)
         self.unit = unit.strip().lower()
-        self.check_unit = _as_bool(check_unit, "check_unit")
+        self.check_unit = as_bool(check_unit, "check_unit")
         self.unit_flag = unit_flag
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
