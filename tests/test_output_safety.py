@@ -3,7 +3,7 @@
 * ``simulate --input`` on a NIfTI of μ values (cm⁻¹) or of values implausible for CT is refused, naming the
   file, the unit the values look like and the option that fixes it, before anything is written;
   ``--input-unit mu`` reads μ (the same dataset as the HU file), ``--force-unit`` overrides the check.
-* ``--out``/``--results_dir`` naming a file: a clear error (exit 2), nothing written.
+* ``--out``/``--results-dir`` (``--results_dir`` for the cross-domain study) naming a file: a clear error (exit 2), nothing written.
 * The resolution-transfer study's seed comparison leaves cells of models it did not train empty (not
   ``nan``) and says why.
 """
@@ -87,9 +87,9 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
         assert f"{str(out)!r} {what}" in capsys.readouterr().err
     # the demo and the resolution-transfer study: argparse errors naming the option
     from ldct_scripts.examples import demo_simulation as demo
-    from ldct_scripts import resolution_transfer as rt
+    from ldct_scripts.studies import resolution_transfer as rt
 
-    for parse, option in ((lambda a: demo.parse_args(a), "--out"), (lambda a: rt.build_parser().parse_args(a), "--results_dir")):
+    for parse, option in ((lambda a: demo.parse_args(a), "--out"), (lambda a: rt.build_parser().parse_args(a), "--results-dir")):
         with pytest.raises(SystemExit) as exit_:
             parse([option, str(afile)])
         assert exit_.value.code == 2
@@ -102,9 +102,10 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
 
 
 def test_seed_table3_comparison_leaves_models_not_trained_empty(tmp_path):
-    from ldct_scripts import resolution_transfer as rt
+    from ldct_scripts.studies import resolution_transfer as rt
+    from ldct_scripts.studies.resolution_transfer.tables import write_crosstest_tables
 
-    args = rt.build_parser().parse_args(["--results_dir", str(tmp_path / "rt"), "--preset", "smoke"])
+    args = rt.build_parser().parse_args(["--results-dir", str(tmp_path / "rt"), "--preset", "smoke"])
     study = rt.ResolutionTransferStudy(rt.resolve_config(args))
     res = study.cfg.resolutions
     assert len(res) < len(rt.ALL_RESOLUTIONS)  # the smoke preset trains a subset
@@ -112,7 +113,7 @@ def test_seed_table3_comparison_leaves_models_not_trained_empty(tmp_path):
     keys = ("psnr_db", "psnr_input_db", "residual_variance", "nrmse_percent", "ssim")
     cells = [{"test_um": t, "model_um": m, "n": 2, **{f"{k}_{s}": 1.0 + i for k in keys for s in ("mean", "std")}}
              for i, (t, m) in enumerate((t, m) for t in res for m in res)]
-    study._write_crosstest_tables(cells)
+    write_crosstest_tables(study.tables, cells, res, 0.4118)
     text = (study.tables / "seed_table3_comparison.csv").read_text()
     assert "nan" not in text
     rows = list(csv.DictReader(text.splitlines()))

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ldct_scripts import resolution_transfer as rt
+from ldct_scripts.studies import resolution_transfer as rt
 
 
 
 
 def _config(tmp_path, *extra):
-    args = rt.build_parser().parse_args(["--results_dir", str(tmp_path), "--preset", "smoke", *extra])
+    args = rt.build_parser().parse_args(["--results-dir", str(tmp_path), "--preset", "smoke", *extra])
     return rt.resolve_config(args)
 
 
@@ -28,7 +28,7 @@ def test_presets_resolve_to_the_seed_proportions_and_sizes(tmp_path):
     assert paper.resolutions == rt.ALL_RESOLUTIONS and paper.fractions == (0.05, 0.10, 0.15, 0.20, 0.25, 0.30)
     assert paper.lr_decay_steps == 20000 and paper.finetune_iterations == 7000  # the bundle's own defaults
     assert [round(s / sum(paper.split), 12) for s in paper.split] == [0.8, 0.1, 0.1]  # 2400:300:300
-    small = _config(tmp_path, "--preset", "small", "--n_pixels", "96", "--iterations", "300", "--fractions", "0.2,0.1")
+    small = _config(tmp_path, "--preset", "small", "--n-pixels", "96", "--iterations", "300", "--fractions", "0.2,0.1")
     assert small.n_pixels == 96 and small.iterations == 300 and small.lr_decay_steps == 120 and small.fractions == (0.1, 0.2)
     smoke = _config(tmp_path, "--stages", "report,data", "--resolutions", "625,62.5")
     assert smoke.stages == ("data", "report") and smoke.resolutions == (62.5, 625.0) and smoke.report_rows == (62.5, 625.0)
@@ -53,7 +53,7 @@ def test_paper_preset_trains_the_seeds_fixed_50000_steps(tmp_path, monkeypatch):
     # the bundle's EarlyStopHandler needs a positive patience: 50 validations without improvement cannot
     # happen in 50 validations (the first sets the best score), so all 50,000 steps run
     assert (seen["num_iterations"], seen["total"], seen["early_stop_patience"]) == (50000, 50000, 50)
-    assert _config(tmp_path, "--early_stop_patience", "3").early_stop_patience == 3
+    assert _config(tmp_path, "--early-stop-patience", "3").early_stop_patience == 3
 
 
 @pytest.mark.parametrize(
@@ -61,17 +61,30 @@ def test_paper_preset_trains_the_seeds_fixed_50000_steps(tmp_path, monkeypatch):
     [
         (["--stages", "data,plot"], "--stages"),
         (["--resolutions", "100"], "not a Table 1 system"),
-        (["--iterations", "5", "--val_interval", "2"], "multiple of `--val_interval`"),
-        (["--patch_size", "64"], "must not exceed `--n_pixels`"),
+        (["--iterations", "5", "--val-interval", "2"], "multiple of `--val-interval`"),
+        (["--patch-size", "64"], "must not exceed `--n-pixels`"),
         (["--fractions", "0.5,1.5"], "--fractions"),
-        (["--n_test", "0"], "positive integers"),
-        (["--early_stop_patience", "-1"], "`--early_stop_patience` must be a non-negative integer"),
+        (["--n-test", "0"], "positive integers"),
+        (["--early-stop-patience", "-1"], "`--early-stop-patience` must be a non-negative integer"),
         (["--source", "/no/such/folder"], "does not exist"),
     ],
 )
 def test_bad_options_name_the_option(tmp_path, extra, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         _config(tmp_path, *extra)
+
+
+def test_the_old_snake_case_spellings_are_still_read(tmp_path, capsys):
+    from ldct_scripts.cli import parse_kebab
+
+    args = parse_kebab(rt.build_parser(), ["--results_dir", str(tmp_path), "--n_pixels", "48", "--preset=small"])
+    assert (args.results_dir, args.n_pixels, args.preset) == (str(tmp_path), 48, "small")
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    with pytest.raises(SystemExit) as exit_:
+        rt.main(["--results_dir", str(afile)])
+    assert exit_.value.code == 2 and f"argument --results-dir: {str(afile)!r} is a file" in capsys.readouterr().err
+    assert "--n_pixels" not in rt.build_parser().format_help()  # one spelling shown: --n-pixels
 
 
 def test_split_counts_become_proportions_ldct_sim_keeps_stable():
@@ -94,7 +107,7 @@ FIGURES = ["examples", "crosstest_res62p5um", "crosstest_res625um", "metrics_vs_
 
 
 def _run(results, *extra):
-    args = rt.build_parser().parse_args(["--results_dir", str(results), "--preset", "smoke", *extra])
+    args = rt.build_parser().parse_args(["--results-dir", str(results), "--preset", "smoke", *extra])
     return rt.ResolutionTransferStudy(rt.resolve_config(args)).run()
 
 
