@@ -176,7 +176,7 @@ def test_finetune_starts_from_the_pretrained_weights_on_a_subset(tiny, tmp_path)
     log = bundle_run(["train.json", "finetune.json"], **_train_overrides(
         tiny, tmp_path, num_iterations=2, val_interval=2, save_interval=2, pretrained_ckpt=str(tiny / "model.pt"),
         train_fraction=0.5, subset_seed=3))
-    assert f"Restored all variables from {tiny / 'model.pt'}" in log
+    assert f"TrainingCheckpoint: nothing to resume, started from {tiny / 'model.pt'}." in log
     assert "Loading dataset: 100%|██████████| 2/2" in log  # 50 % of the 4 training slices
     assert (tmp_path / "checkpoints" / "model.pt").is_file()
 

@@ -97,7 +97,7 @@ def list_images(path: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXE
     if os.path.isfile(path):
         return [{key: path}]
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"list_images: {path!r} does not exist; pass --dataset_dir DIR.")
+        raise FileNotFoundError(f"list_images: {path!r} does not exist.")
     if group_dicom_series:
         found = list_inputs(path, suffixes, recursive=recursive)
     else:

@@ -37,6 +37,7 @@ def exit_if_interrupted() -> None:
     if code is not None:
         raise SystemExit(code)
 
+
 def resume_command(argv: Sequence[str] | None = None, resume_on: bool = True) -> str | None:
     """The command that resumes a ``python -m monai.bundle run ...`` training, or ``None`` if this is not one.
 
@@ -86,18 +87,10 @@ class StopOnInterrupt:
         evaluators: validation engines the trainer runs; they stop at their next iteration too.
         resume: the run's ``resume`` setting; when false the resume command gains ``--resume true``.
         exit_code: exit status after an interrupt. Default 130.
-        name: logger name; default the engine's logger.
     """
 
-    def __init__(
-        self,
-        checkpoint=None,
-        ckpt_dir: str | None = None,
-        evaluators: Sequence[Engine] | Engine | None = None,
-        resume: bool = True,
-        exit_code: int = EXIT_INTERRUPTED,
-        name: str | None = None,
-    ) -> None:
+    def __init__(self, checkpoint=None, ckpt_dir: str | None = None, evaluators: Sequence[Engine] | Engine | None = None,
+                 resume: bool = True, exit_code: int = EXIT_INTERRUPTED) -> None:
         if checkpoint is not None and not callable(getattr(checkpoint, "save_now", None)):
             raise TypeError(f"StopOnInterrupt: `checkpoint` must have save_now(engine), got {type(checkpoint).__name__}.")
         if isinstance(evaluators, Engine):
@@ -107,8 +100,6 @@ class StopOnInterrupt:
         self.evaluators = [e for e in (evaluators or []) if e is not None]
         self.resume = bool(resume)
         self.exit_code = int(exit_code)
-        self.logger = logging.getLogger(name)
-        self._name = name
         self.requested = False  # a stop was asked for (Ctrl-C seen)
         self.interrupted = False  # the run ended because of it
         self.saved_path: str | None = None  # the checkpoint written at the stop
@@ -121,8 +112,6 @@ class StopOnInterrupt:
         if id(engine) in self._attached:
             return
         self._attached.add(id(engine))
-        if self._name is None:
-            self.logger = engine.logger
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._check)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._check)  # Ctrl-C during an end-of-epoch validation
         engine.add_event_handler(Events.TERMINATE, self._on_terminate)
@@ -169,9 +158,8 @@ class StopOnInterrupt:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         self.requested = True
-        sys.stderr.write(
-            "\nCtrl-C: stopping after this iteration and saving a checkpoint (press Ctrl-C again to stop at once).\n"
-        )
+        sys.stderr.write("\nCtrl-C: stopping after this iteration and saving a checkpoint (press Ctrl-C again to stop "
+                         "at once).\n")
         sys.stderr.flush()
 
     def run(self, engine: Engine):
