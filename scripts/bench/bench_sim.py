@@ -378,53 +378,48 @@ def _header(args, g, preset, i0, info) -> None:
     )
 
 
-def main(argv=None) -> list[dict]:
-    """Run the benchmark, print a table, and return its rows (one dict per timed configuration)."""
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    preset, g = _g(args)
-    i0 = args.i0 if args.i0 is not None else preset.input_i0
-    if args.builder is not None:
-        info = machine_info()
-        _header(args, g, preset, i0, info)
-        result = bench_builder(args)
-        print(f"builder speed-up: {result['speedup']:.2f}× (target ≥ {result['target_speedup']:g}×)")
-        info_end = machine_info()
-        _write(args, {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                      "geometry": g.to_dict(), "machine": info, "load_avg_at_end": info_end["load_avg_1_5_15min"],
-                      "builder": result})
-        return [dict(what=f"builder: {k}", **v) for k, v in result["runs"].items()]
-
-    mu = np.stack([hu_to_mu(abdominal_phantom(args.size, seed=k)).astype(np.float32) for k in range(args.batch)])
-    backends = args.backends or default_backends()
+def _run_builder(args, g, preset, i0) -> list[dict]:
+    """``--builder``: time the torch operator builder alone, print and write the record."""
     info = machine_info()
+    _header(args, g, preset, i0, info)
+    result = bench_builder(args)
+    print(f"builder speed-up: {result['speedup']:.2f}× (target ≥ {result['target_speedup']:g}×)")
+    info_end = machine_info()
+    _write(args, {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                  "geometry": g.to_dict(), "machine": info, "load_avg_at_end": info_end["load_avg_1_5_15min"],
+                  "builder": result})
+    return [dict(what=f"builder: {k}", **v) for k, v in result["runs"].items()]
 
-    rows, extra = [], []
-    raw = {}
-    operators = {}
-    for backend in backends:
-        name, device = chain_device(backend)
-        if name == "torch" and args.operators and args.forward_model not in operators:
-            operators[args.forward_model] = operator_stats(g, args.forward_model)
-    if args.raw_astra and "astra" in available_backends():
-        models = [args.forward_model] + [m for m in PROJECTOR_MODELS if m != args.forward_model]
-        if not any(chain_device(b)[1] == "cpu" for b in backends):
-            models = []  # only GPU chains: their reference is ASTRA's CUDA FP+BP below, not minutes of CPU ASTRA
-        for model in models:
-            sec = time_raw_astra(g, mu, model, args.raw_repeats, 0)  # nothing to warm up in ASTRA's CPU loops
-            raw[("cpu", model)] = sec / args.batch
-            rows.append(
-                dict(what="raw ASTRA FP+BP", device="cpu", model=model, batch=args.batch, seconds=sec,
-                     slices_per_s=args.batch / sec, ratio_to_raw_astra=None)
-            )
-        from ldct_sim.projectors.astra_backend import astra_uses_cuda
 
-        if astra_uses_cuda() and any(chain_device(b)[1].startswith("cuda") for b in backends):
-            sec = time_raw_astra_cuda(g, mu, args.forward_model, args.raw_repeats, args.warmup)
-            raw[("cuda", args.forward_model)] = sec / args.batch
-            extra.append(dict(what="raw ASTRA CUDA FP+BP", device="cuda", model=args.forward_model, batch=args.batch,
-                              seconds=sec, slices_per_s=args.batch / sec, ratio_to_raw_astra=None))
+def _time_raw_references(args, g, mu, backends) -> tuple[list[dict], list[dict], dict]:
+    """Raw ASTRA FP+BP per projector model on the CPU (and ASTRA CUDA for GPU chains): the references.
+
+    Returns:
+        Table rows, extra rows, and ``{(device, model): seconds per slice}``.
+    """
+    rows, extra, raw = [], [], {}
+    if not (args.raw_astra and "astra" in available_backends()):
+        return rows, extra, raw
+    models = [args.forward_model] + [m for m in PROJECTOR_MODELS if m != args.forward_model]
+    if not any(chain_device(b)[1] == "cpu" for b in backends):
+        models = []  # only GPU chains: their reference is ASTRA's CUDA FP+BP below, not minutes of CPU ASTRA
+    for model in models:
+        sec = time_raw_astra(g, mu, model, args.raw_repeats, 0)  # nothing to warm up in ASTRA's CPU loops
+        raw[("cpu", model)] = sec / args.batch
+        rows.append(dict(what="raw ASTRA FP+BP", device="cpu", model=model, batch=args.batch, seconds=sec,
+                         slices_per_s=args.batch / sec, ratio_to_raw_astra=None))
+    from ldct_sim.projectors.astra_backend import astra_uses_cuda
+
+    if astra_uses_cuda() and any(chain_device(b)[1].startswith("cuda") for b in backends):
+        sec = time_raw_astra_cuda(g, mu, args.forward_model, args.raw_repeats, args.warmup)
+        raw[("cuda", args.forward_model)] = sec / args.batch
+        extra.append(dict(what="raw ASTRA CUDA FP+BP", device="cuda", model=args.forward_model, batch=args.batch,
+                          seconds=sec, slices_per_s=args.batch / sec, ratio_to_raw_astra=None))
+    return rows, extra, raw
+
+
+def _time_chains(args, g, mu, i0, backends, raw, rows, extra) -> None:
+    """The chain per backend (and batch 1 for torch), and raw torch FP+BP; rows appended."""
     for backend in backends:
         name, device = chain_device(backend)
         ref = raw.get(("cuda" if device.startswith("cuda") else "cpu", args.forward_model))
@@ -432,15 +427,8 @@ def main(argv=None) -> list[dict]:
         for batch in batches:
             sec = time_chain(backend, g, mu[:batch], i0, args.forward_model, args.repeats, args.warmup)
             per_slice = sec / batch
-            row = dict(
-                what=f"chain ({name})",
-                device=device,
-                model=args.forward_model,
-                batch=batch,
-                seconds=sec,
-                slices_per_s=1.0 / per_slice,
-                ratio_to_raw_astra=per_slice / ref if ref is not None else None,
-            )
+            row = dict(what=f"chain ({name})", device=device, model=args.forward_model, batch=batch, seconds=sec,
+                       slices_per_s=1.0 / per_slice, ratio_to_raw_astra=per_slice / ref if ref is not None else None)
             (rows if batch == args.batch else extra).append(row)
         if name == "torch":
             sec = time_raw_torch(g, mu, args.forward_model, device, args.repeats, args.warmup)
@@ -448,8 +436,8 @@ def main(argv=None) -> list[dict]:
                               slices_per_s=args.batch / sec,
                               ratio_to_raw_astra=sec / args.batch / ref if ref is not None else None))
 
-    _header(args, g, preset, i0, info)
-    print(_table(rows + extra))
+
+def _print_operators(operators: dict) -> None:
     for model, op in operators.items():
         mib = lambda b: b / 2**20  # noqa: E731
         print(
@@ -460,26 +448,51 @@ def main(argv=None) -> list[dict]:
             f"total {op['total_build_s']:.1f} s, {mib(op['total_bytes']):.0f} MiB"
             + ("" if op["read_from_cache_s"] is None else f"; read back from the disk cache in {op['read_from_cache_s']:.2f} s")
         )
-    summary = None
+
+
+def _torch_vs_astra(rows: list[dict], raw: dict, model: str) -> dict | None:
+    """The torch CPU chain's seconds per slice over raw ASTRA FP+BP's (target ≤ 0.1), printed."""
     torch_row = next((r for r in rows if r["what"] == "chain (torch)" and r["device"] == "cpu"), None)
-    if torch_row is not None and ("cpu", args.forward_model) in raw:
-        ratio = torch_row["seconds"] / torch_row["batch"] / raw[("cpu", args.forward_model)]
-        summary = {
-            "torch_chain_s_per_slice": torch_row["seconds"] / torch_row["batch"],
-            "raw_astra_fp_bp_s_per_slice": raw[("cpu", args.forward_model)],
-            "model": args.forward_model,
-            "ratio": ratio,
-            "target_ratio": 0.1,
-            "met": ratio <= 0.1,
-        }
-        print(f"torch chain / raw ASTRA FP+BP ({args.forward_model}), per slice: {ratio:.4f} (target ≤ 0.1)")
+    if torch_row is None or ("cpu", model) not in raw:
+        return None
+    ratio = torch_row["seconds"] / torch_row["batch"] / raw[("cpu", model)]
+    print(f"torch chain / raw ASTRA FP+BP ({model}), per slice: {ratio:.4f} (target ≤ 0.1)")
+    return {"torch_chain_s_per_slice": torch_row["seconds"] / torch_row["batch"], "raw_astra_fp_bp_s_per_slice": raw[("cpu", model)],
+            "model": model, "ratio": ratio, "target_ratio": 0.1, "met": ratio <= 0.1}
+
+
+def main(argv=None) -> list[dict]:
+    """Run the benchmark, print a table, and return its rows (one dict per timed configuration).
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    preset, g = _g(args)
+    i0 = args.i0 if args.i0 is not None else preset.input_i0
+    if args.builder is not None:
+        return _run_builder(args, g, preset, i0)
+    mu = np.stack([hu_to_mu(abdominal_phantom(args.size, seed=k)).astype(np.float32) for k in range(args.batch)])
+    backends = args.backends or default_backends()
+    info = machine_info()
+    operators = {}
+    for backend in backends:
+        if chain_device(backend)[0] == "torch" and args.operators and args.forward_model not in operators:
+            operators[args.forward_model] = operator_stats(g, args.forward_model)
+    rows, extra, raw = _time_raw_references(args, g, mu, backends)
+    _time_chains(args, g, mu, i0, backends, raw, rows, extra)
+    _header(args, g, preset, i0, info)
+    print(_table(rows + extra))
+    _print_operators(operators)
+    summary = _torch_vs_astra(rows, raw, args.forward_model)
     info_end = machine_info()
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in info_end['load_avg_1_5_15min'] or [])}")
     _write(args, {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                   "geometry": g.to_dict(), "i0": i0, "machine": info, "load_avg_at_end": info_end["load_avg_1_5_15min"],
                   "rows": rows, "extra_rows": extra, "operators": operators, "torch_vs_raw_astra": summary})
     return rows
-
 
 if __name__ == "__main__":
     main()

@@ -238,39 +238,25 @@ def time_precision(args: argparse.Namespace, device: torch.device) -> dict:
     return out
 
 
-def time_inference(args: argparse.Namespace, device: torch.device) -> dict:
-    """Seconds per slice of inference variants against plain float32 eager, and their output differences."""
-    net_class, inferer_class = load_network_class(), load_inferer_class()
-    torch.manual_seed(args.seed)
-    net = net_class(pad_mode="reflect").to(device).eval()
-    x = torch.rand(1, 1, args.infer_size, args.infer_size, generator=torch.Generator().manual_seed(args.seed + 2))
-    x = x.to(device)
-
+def _best_of(fn, iters: int, device: torch.device):
+    """Least seconds of ``iters`` timed calls after one warm-up (oneDNN primitives, compilation), and the output."""
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def best_of(fn):
-        fn()  # warm-up (oneDNN primitive creation, compilation)
-        times, y = [], None
-        for _ in range(args.infer_iters):
-            sync()
-            t0 = time.perf_counter()
-            y = fn()
-            sync()
-            times.append(time.perf_counter() - t0)
-        return min(times), y
+    fn()
+    times, y = [], None
+    for _ in range(iters):
+        sync()
+        t0 = time.perf_counter()
+        y = fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return min(times), y
 
-    variants = {}
 
-    def add(name, make):
-        try:
-            fn = make()
-            variants[name] = best_of(fn)
-        except Exception as err:  # a variant that cannot run here (no compiler, no bf16 kernels) is reported
-            logger.warning("inference variant %s failed: %s", name, str(err).splitlines()[0] if str(err) else repr(err))
-            variants[name] = (None, repr(err)[:300])
-
+def _inference_variants(net, x, device: torch.device, inferer_class, compile_: bool) -> list[tuple[str, object]]:
+    """``(name, make)`` of each inference variant; ``make()`` returns the function that runs one pass."""
     def no_grad_eager():
         def fn():
             with torch.no_grad():
@@ -327,22 +313,41 @@ def time_inference(args: argparse.Namespace, device: torch.device) -> dict:
             return fn
         return make
 
-    add("fp32 eager (no_grad) [reference]", no_grad_eager)
-    add("fp32 inference_mode", inference_mode)
-    add("fp32 SliceInferer2D, contiguous", bundle_inferer("float32", channels_last=False))
-    add("fp32 SliceInferer2D (channels-last, in-place) [bundle default]", bundle_inferer("float32"))
-    add("fp32 TorchScript freeze + optimize_for_inference", jit_frozen)
-    if args.compile:
-        add("fp32 torch.compile", compiled(False))
-        add("fp32 torch.compile, channels-last", compiled(True))
-    add("bf16 autocast eager", autocast_eager(torch.bfloat16))
-    add("bf16 SliceInferer2D --inference_dtype bfloat16 [bundle override]", bundle_inferer("bfloat16"))
-    if args.compile:
-        add("bf16 torch.compile, channels-last, bf16 weights", compiled(True, torch.bfloat16))
+    out = [("fp32 eager (no_grad) [reference]", no_grad_eager), ("fp32 inference_mode", inference_mode),
+           ("fp32 SliceInferer2D, contiguous", bundle_inferer("float32", channels_last=False)),
+           ("fp32 SliceInferer2D (channels-last, in-place) [bundle default]", bundle_inferer("float32")),
+           ("fp32 TorchScript freeze + optimize_for_inference", jit_frozen)]
+    if compile_:
+        out += [("fp32 torch.compile", compiled(False)), ("fp32 torch.compile, channels-last", compiled(True))]
+    out += [("bf16 autocast eager", autocast_eager(torch.bfloat16)),
+            ("bf16 SliceInferer2D --inference_dtype bfloat16 [bundle override]", bundle_inferer("bfloat16"))]
+    if compile_:
+        out.append(("bf16 torch.compile, channels-last, bf16 weights", compiled(True, torch.bfloat16)))
     if device.type == "cuda":
-        add("fp16 autocast eager", autocast_eager(torch.float16))
-        add("fp16 SliceInferer2D --inference_dtype float16", bundle_inferer("float16"))
+        out += [("fp16 autocast eager", autocast_eager(torch.float16)),
+                ("fp16 SliceInferer2D --inference_dtype float16", bundle_inferer("float16"))]
+    return out
 
+
+def time_inference(args: argparse.Namespace, device: torch.device) -> dict:
+    """Seconds per slice of inference variants against plain float32 eager, and their output differences.
+
+    Args:
+        args: the command line (``infer_size``, ``infer_iters``, ``seed``, ``compile``).
+        device: where the network runs.
+    """
+    net_class, inferer_class = load_network_class(), load_inferer_class()
+    torch.manual_seed(args.seed)
+    net = net_class(pad_mode="reflect").to(device).eval()
+    x = torch.rand(1, 1, args.infer_size, args.infer_size, generator=torch.Generator().manual_seed(args.seed + 2))
+    x = x.to(device)
+    variants = {}
+    for name, make in _inference_variants(net, x, device, inferer_class, args.compile):
+        try:
+            variants[name] = _best_of(make(), args.infer_iters, device)
+        except Exception as err:  # a variant that cannot run here (no compiler, no bf16 kernels) is reported
+            logger.warning("inference variant %s failed: %s", name, str(err).splitlines()[0] if str(err) else repr(err))
+            variants[name] = (None, repr(err)[:300])
     ref_s, ref_y = variants["fp32 eager (no_grad) [reference]"]
     rows = []
     for name, (seconds, y) in variants.items():

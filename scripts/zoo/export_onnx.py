@@ -139,6 +139,20 @@ def check_onnx(onnx_path: str | Path, net, shapes: Sequence[Sequence[int]], rtol
     return rows
 
 
+def _stamp_metadata(filepath: Path, name: str, meta: dict):
+    """Write the bundle's name, version and ``network_data_format`` into the ONNX file's metadata; returns the model."""
+    import onnx
+
+    model = onnx.load(str(filepath))
+    props = {"monai_bundle_name": name, "monai_bundle_version": str(meta.get("version", "")),
+             "network_data_format": json.dumps(meta.get("network_data_format", {}))}
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(filepath))
+    return model
+
+
 def export_onnx(
     bundle: str | Path,
     filepath: str | Path,
@@ -171,7 +185,6 @@ def export_onnx(
         FileNotFoundError: no bundle, config or checkpoint.
         ValueError: shapes of the wrong rank.
     """
-    import onnx
     from monai.bundle import onnx_export
 
     bundle = Path(bundle).resolve()
@@ -207,13 +220,7 @@ def export_onnx(
             converter_kwargs=converter_kwargs,
             bundle_root=str(bundle),
         )
-    model = onnx.load(str(filepath))
-    props = {"monai_bundle_name": bundle.name, "monai_bundle_version": str(meta.get("version", "")),
-             "network_data_format": json.dumps(meta.get("network_data_format", {}))}
-    del model.metadata_props[:]
-    for k, v in props.items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.save(model, str(filepath))
+    model = _stamp_metadata(filepath, bundle.name, meta)
 
     def dims(values):
         return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
