@@ -80,6 +80,11 @@ def default_backends() -> list[str]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, checked.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
     p.add_argument("--n-views", type=int, default=720, help="views over 360° (default 720)")
@@ -178,6 +183,9 @@ def chain_device(backend: str) -> tuple[str, str]:
     """``(backend name, device)`` of a ``--backends`` entry: ``torch:cuda`` → ``("torch", "cuda")``.
 
     The ASTRA chain runs where ASTRA runs (its CUDA build with a GPU, else the CPU); tomosipo needs CUDA.
+
+    Args:
+        backend: ``astra``, ``torch``, ``torch:cuda``, ...
     """
     name, _, device = backend.partition(":")
     if device:
@@ -192,7 +200,17 @@ def chain_device(backend: str) -> tuple[str, str]:
 
 
 def time_chain(backend: str, geometry, mu: np.ndarray, i0: float, forward_model: str, repeats: int, warmup: int) -> float:
-    """Median seconds of one ``LowDoseSimulator.run`` on the batch ``mu`` (B, n, n), noise included."""
+    """Median seconds of one ``LowDoseSimulator.run`` on the batch ``mu`` (B, n, n), noise included.
+
+    Args:
+        backend: a ``--backends`` entry.
+        geometry: the fan-beam geometry.
+        mu: the batch (cm⁻¹).
+        i0: unattenuated photons per detector bin.
+        forward_model: the projector model.
+        repeats: timed runs.
+        warmup: untimed runs first.
+    """
     name, device = chain_device(backend)
     sim = LowDoseSimulator(geometry, backend=name, forward_model=forward_model, device=device)
     x = torch.from_numpy(mu).to(device)
@@ -205,6 +223,13 @@ def time_raw_astra(geometry, mu: np.ndarray, model: str, repeats: int, warmup: i
 
     Always on the CPU (``line_fanflat``/``strip_fanflat``), so the ratio column is left empty for chains
     that run on a GPU.
+
+    Args:
+        geometry: the fan-beam geometry.
+        mu: the batch (cm⁻¹).
+        model: the projector model.
+        repeats: timed runs.
+        warmup: untimed runs first.
     """
     import astra
 
@@ -227,7 +252,15 @@ def time_raw_astra(geometry, mu: np.ndarray, model: str, repeats: int, warmup: i
 
 def time_raw_astra_cuda(geometry, mu: np.ndarray, model: str, repeats: int, warmup: int) -> float:
     """Median seconds of ASTRA's CUDA FP + BP (``FP_CUDA``/``BP_CUDA``, the strip model by detector
-    supersampling) of every slice of ``mu``, through :class:`~ldct_sim.projectors.astra_backend.AstraProjector`."""
+    supersampling) of every slice of ``mu``, through :class:`~ldct_sim.projectors.astra_backend.AstraProjector`.
+
+    Args:
+        geometry: the fan-beam geometry.
+        mu: the batch (cm⁻¹).
+        model: the projector model.
+        repeats: timed runs.
+        warmup: untimed runs first.
+    """
     from ldct_sim.projectors.astra_backend import AstraProjector
 
     a = AstraProjector(geometry, model, use_cuda=True)
@@ -236,7 +269,16 @@ def time_raw_astra_cuda(geometry, mu: np.ndarray, model: str, repeats: int, warm
 
 
 def time_raw_torch(geometry, mu: np.ndarray, model: str, device: str, repeats: int, warmup: int) -> float:
-    """Median seconds of the torch projector's ``A`` then ``A.T`` on the batch ``mu`` (operators ready)."""
+    """Median seconds of the torch projector's ``A`` then ``A.T`` on the batch ``mu`` (operators ready).
+
+    Args:
+        geometry: the fan-beam geometry.
+        mu: the batch (cm⁻¹).
+        model: the projector model.
+        device: the torch device.
+        repeats: timed runs.
+        warmup: untimed runs first.
+    """
     from ldct_sim import get_projector
 
     a = get_projector(geometry, "torch", model)
@@ -252,6 +294,10 @@ def operator_stats(geometry, model: str) -> dict:
     Returns seconds, entries and bytes of the projector matrix ``A`` (stored views only), its transpose
     (for ``A.T``), the FBP backprojection matrix, and the time to read ``A`` and the backprojection back
     from the disk cache into an empty registry (memory-mapped, so the pages load on first use).
+
+    Args:
+        geometry: the fan-beam geometry.
+        model: the projector model.
     """
     from ldct_sim.fbp import _BP_KIND, backprojection_matrix
     from ldct_sim.projectors import sparse
@@ -294,7 +340,11 @@ def operator_stats(geometry, model: str) -> dict:
 
 def bench_builder(args) -> dict:
     """Time ``build_dataset`` on ``args.builder`` phantoms: before issue 11 (astra backend, FBP on the fly)
-    and with ``args.builder_backend`` from an empty operator cache, in one process; return both and the ratio."""
+    and with ``args.builder_backend`` from an empty operator cache, in one process; return both and the ratio.
+
+    Args:
+        args: the command line (``builder``, ``builder_backend``, sizes).
+    """
     from ldct_sim.dataset import DatasetConfig, build_dataset
     from ldct_sim.projectors import sparse
 

@@ -67,6 +67,11 @@ def load_inferer_class():
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, checked.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--size", type=int, default=512, help="image side in pixels, a multiple of 16 (default 512)")
@@ -109,7 +114,13 @@ def _rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def time_training(args: argparse.Namespace, device: torch.device, amp: bool) -> dict:
-    """Images/s of the plain PyTorch loop and of ``SupervisedTrainer`` on the same model init and data."""
+    """Images/s of the plain PyTorch loop and of ``SupervisedTrainer`` on the same model init and data.
+
+    Args:
+        args: the command line (sizes, iterations, rounds, seed).
+        device: where the network trains.
+        amp: mixed precision (GPU).
+    """
     from monai.engines import SupervisedTrainer
 
     logging.getLogger("ignite").setLevel(logging.WARNING)  # no per-run "Engine run resuming" lines
@@ -196,6 +207,10 @@ def time_precision(args: argparse.Namespace, device: torch.device) -> dict:
     float32, backward, Adam. Both precisions start from the same weights and see the same batches; the
     rounds alternate (fp32, bf16, fp32, ...) so that load from other processes hits both alike, and each
     precision's best round counts.
+
+    Args:
+        args: the command line (``patch_size``, ``patch_batch``, ``precision_iters``, seed).
+        device: where the networks train.
     """
     gen = torch.Generator().manual_seed(args.seed + 2)
     n, b = args.patch_size, args.patch_batch
@@ -364,6 +379,11 @@ def time_inference(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def format_inference_table(inference: dict) -> str:
+    """The inference variants as a plain-text table (seconds per slice, speed-up, relative difference).
+
+    Args:
+        inference: what :func:`time_inference` returned.
+    """
     n = inference["slice_size"]
     lines = [f"{'inference variant (batch 1, ' + str(n) + '²)':<68} {'s/slice':>8} {'speed-up':>8} {'rel. diff':>10}"]
     for r in inference["variants"]:
@@ -376,6 +396,11 @@ def format_inference_table(inference: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Run the timings the command line asks for, print them and write ``<out>/bench_train.json``; returns the record.
+
+    Args:
+        args: what :func:`parse_args` returned.
+    """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else torch.device(args.device)
     amp = bool(args.amp and device.type == "cuda")
     torch.manual_seed(args.seed)
@@ -459,6 +484,11 @@ def _cpu_model() -> str:
 
 
 def main(argv=None) -> int:
+    """Run the benchmark; exit status 0.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run(parse_args(argv))
     return 0

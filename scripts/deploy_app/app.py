@@ -54,7 +54,11 @@ EXPORT_COMMAND = (
 
 
 def series_rules(series_uid: str) -> str:
-    """Selection rules for ``DICOMSeriesSelectorOperator``: the CT series with this SeriesInstanceUID."""
+    """Selection rules for ``DICOMSeriesSelectorOperator``: the CT series with this SeriesInstanceUID.
+
+    Args:
+        series_uid: the series' SeriesInstanceUID.
+    """
     # the selector compares strings case-insensitively, then as a regular expression searched anywhere:
     # anchor and escape the UID so that 1.2.3 does not select 1.2.34
     uid = f"^{re.escape(series_uid)}$"
@@ -82,7 +86,11 @@ def default_cache_dir() -> Path:
 
 def bundle_hash(bundle: Path) -> str:
     """SHA-256 (hex) of what an export depends on: ``models/model.pt``, ``configs/inference.json``,
-    ``configs/metadata.json`` and the bundle's ``scripts/*.py`` (names and contents)."""
+    ``configs/metadata.json`` and the bundle's ``scripts/*.py`` (names and contents).
+
+    Args:
+        bundle: the bundle folder.
+    """
     h = hashlib.sha256()
     files = [bundle / "models" / "model.pt", bundle / "configs" / "inference.json", bundle / "configs" / "metadata.json"]
     files += sorted((bundle / "scripts").glob("*.py"))
@@ -101,6 +109,11 @@ def ensure_torchscript(bundle: Path, model: Path | None, cache_dir: Path | None 
     else ``models/model.pt`` exported with ``monai.bundle.ckpt_export`` to
     ``<cache_dir>/<bundle name>-<16 hex digits of bundle_hash>.ts`` (reused while the bundle is unchanged;
     written to a temporary name and renamed, so a crash leaves no half file).
+
+    Args:
+        bundle: the bundle folder (only read).
+        model: a TorchScript given with ``-m``, or ``None``.
+        cache_dir: where exports are kept; default :func:`default_cache_dir`.
 
     Raises:
         FileNotFoundError: ``model`` does not exist, or there are no weights (``models/model.pt``) to
@@ -170,7 +183,17 @@ def build_app(
     written_folders: list | None = None,
 ):
     """The Holoscan/MONAI Deploy ``Application`` that denoises the series ``series_uid`` of ``input_dir``
-    (imports the SDK); the folder it writes is appended to ``written_folders``."""
+    (imports the SDK); the folder it writes is appended to ``written_folders``.
+
+    Args:
+        bundle: the bundle folder.
+        input_dir: the folder of DICOM series.
+        output_dir: where the derived series go.
+        model: the TorchScript.
+        dicom_series: the bundle's ``scripts.dicom_series`` module.
+        series_uid: the series to denoise.
+        written_folders: a list the writer appends the written folder to.
+    """
     from ldct_scripts.deploy_app.ldct_operators import DicomSeriesWriterOperator, FloatBundleInferenceOperator, SeriesToVolumeOperator
     from monai.deploy.conditions import CountCondition
     from monai.deploy.core import AppContext, Application, Image
@@ -218,6 +241,11 @@ def build_app(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     p = argparse.ArgumentParser(
         prog="python -m ldct_scripts.deploy_app",
         description="Denoise DICOM CT series with an LDCT bundle in a MONAI Deploy app; writes a derived DICOM "
@@ -238,6 +266,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     """Run the app; returns the folders of the written series, one per input series.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
 
     Raises:
         DicomSeriesError: (the bundle's) a bad input series; nothing is written.
@@ -269,7 +300,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """``main`` for the command line: input and setup errors end the program with their message (status 1)."""
+    """``main`` for the command line: input and setup errors end the program with their message (status 1).
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     try:
         main(argv)
     except (FileNotFoundError, ValueError) as e:  # DicomSeriesError is a ValueError

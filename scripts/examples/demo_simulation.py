@@ -45,6 +45,11 @@ def _output_folder(text: str) -> Path:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=_output_folder, required=True, help="output folder")
     p.add_argument("--resolutions", type=float, nargs="+", default=[62.5, 625.0], help="Table 1 presets in µm")
@@ -56,6 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Simulate the phantom at each resolution, draw ``simulation.png`` and write ``simulation.json``; returns the record.
+
+    Args:
+        args: what :func:`parse_args` returned.
+    """
     hu = abdominal_phantom(args.n_pixels, seed=args.seed)
     mu = hu_to_mu(hu)
     body = hu > -500
@@ -96,6 +106,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
+    """Run the demo; exit status 0.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     run(args)

@@ -38,6 +38,11 @@ DEFAULT_OUT = BUNDLES_DIR / "unet_ldct" / "sample_data"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--resolution", type=float, default=625.0, help="Table 1 preset in µm (default 625)")
@@ -50,6 +55,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Simulate the sample pair and write it, ``datalist.json`` and ``provenance.json``; returns the provenance record.
+
+    Args:
+        args: what :func:`parse_args` returned.
+    """
     preset = get_preset(args.resolution)
     changes = {"n_pixels": args.n_pixels}
     if args.n_views:
@@ -92,6 +102,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
+    """Write the sample data; exit status 0.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     run(args)

@@ -45,7 +45,11 @@ __all__ = ["export_onnx", "check_onnx", "dynamic_axes", "main"]
 
 
 def dynamic_axes(n_spatial: int) -> dict[str, dict[int, str]]:
-    """``dynamic_axes`` for ``torch.onnx.export``: batch and every spatial axis of ``image`` and ``pred``."""
+    """``dynamic_axes`` for ``torch.onnx.export``: batch and every spatial axis of ``image`` and ``pred``.
+
+    Args:
+        n_spatial: the number of spatial axes (2 for slices).
+    """
     names = ["height", "width"] if n_spatial == 2 else [f"spatial{i}" for i in range(n_spatial)]
     axes = {0: "batch", **{2 + i: name for i, name in enumerate(names)}}
     return {"image": dict(axes), "pred": dict(axes)}
@@ -71,6 +75,10 @@ def default_shapes(meta: dict, net=None) -> tuple[list[int], list[list[int]]]:
     On the metadata's pattern (``"16*n"``): export at n = 2, 3 (+ 8 pixels per side when ``net`` accepts
     sizes off the pattern, so that a size-dependent path such as padding stays in the graph), check at
     n = 4, 2 and, when ``net`` accepts them, at sizes off the pattern too (n = 2, 3, then +1, -1 pixel).
+
+    Args:
+        meta: the bundle's ``metadata.json``.
+        net: the PyTorch network, tried on off-pattern sizes; ``None``: the pattern only.
     """
     import torch
 
@@ -107,6 +115,14 @@ def _torch_network(bundle: Path, config_file: Path, ckpt_file: Path, net_id: str
 def check_onnx(onnx_path: str | Path, net, shapes: Sequence[Sequence[int]], rtol: float = RTOL, seed: int = 0,
                value_range: tuple[float, float] = (0.0, 1.0)) -> list[dict]:
     """Run ``onnx_path`` in onnxruntime (CPU) and ``net`` in PyTorch on seeded inputs of each shape.
+
+    Args:
+        onnx_path: the ONNX file.
+        net: the PyTorch network (eval mode).
+        shapes: ``(B, C, *spatial)`` of each check.
+        rtol: tolerance of ``max |diff| / max |torch|``.
+        seed: seed of the random inputs.
+        value_range: the inputs' range (uniform).
 
     Returns:
         One dict per shape: ``shape``, ``output_shape``, ``max_abs_diff``, ``rel_diff`` (max |diff| over
@@ -254,6 +270,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    """Export and check; print the graph's axes and each check; exit status 0 when all passed.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     args = parse_args(argv)
     try:
         report = export_onnx(args.bundle, args.filepath, args.input_shape, args.check_shape, args.ckpt_file,

@@ -73,7 +73,11 @@ def _excluded(rel: Path) -> bool:
 
 
 def collect_files(bundle: Path) -> tuple[list[Path], list[Path]]:
-    """``(kept, excluded)`` paths relative to ``bundle``, sorted; see the module docstring for the rules."""
+    """``(kept, excluded)`` paths relative to ``bundle``, sorted; see the module docstring for the rules.
+
+    Args:
+        bundle: the bundle folder.
+    """
     kept, excluded = [], []
     for path in sorted(bundle.rglob("*")):
         if path.is_dir() or path.is_symlink():
@@ -199,6 +203,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    """Package one bundle and print what went in, what was left out and what goes to ``large_files.yml``; exit status.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     args = parse_args(argv)
     try:
         pkg = package_bundle(args.bundle, args.output_dir, args.max_size_mb, args.url_base, args.name)

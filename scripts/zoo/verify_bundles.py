@@ -102,7 +102,11 @@ class Result:
 
 # ------------------------------------------------------------------------------------------ helpers
 def find_bundles(paths: list[str] | None = None) -> list[Path]:
-    """The bundle folders named in ``paths`` (folders or names under ``bundles/``), or all of ``bundles/``."""
+    """The bundle folders named in ``paths`` (folders or names under ``bundles/``), or all of ``bundles/``.
+
+    Args:
+        paths: bundle folders or names under ``bundles/``; ``None`` or empty: all.
+    """
     if not paths:
         found = sorted(p for p in BUNDLES_DIR.iterdir() if (p / "configs").is_dir())
         if not found:
@@ -121,6 +125,10 @@ def find_bundles(paths: list[str] | None = None) -> list[Path]:
 
 def resolve_schema(schema: str | None, download: bool = False) -> Path | None:
     """The schema file to validate against; ``None`` means: let ``verify_metadata`` download it.
+
+    Args:
+        schema: ``--schema``, or ``None``.
+        download: ``--download-schema``: without a file, let MONAI download it.
 
     Raises:
         FileNotFoundError: ``schema`` given but absent, or none given, no default copy and no ``download``.
@@ -214,7 +222,11 @@ def verify_bundle(
 
 
 def format_table(results: list[Result]) -> str:
-    """A plain-text table: bundle, check, PASS/FAIL/SKIP, seconds, detail."""
+    """A plain-text table: bundle, check, PASS/FAIL/SKIP, seconds, detail.
+
+    Args:
+        results: the checks' results.
+    """
     rows = [("bundle", "check", "result", "s", "detail")]
     rows += [(r.bundle, r.check, r.status.upper(), f"{r.seconds:.1f}", r.detail) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -227,6 +239,11 @@ def format_table(results: list[Result]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundles", nargs="*", help="bundle folders or names under bundles/ (default: all)")
     p.add_argument("--schema", default=None, help=f"metadata schema file (default {DEFAULT_SCHEMA} when it exists)")
@@ -256,6 +273,11 @@ def _child(bundle: Path, args: argparse.Namespace, json_path: Path) -> list[Resu
 
 
 def main(argv=None) -> int:
+    """Verify the bundles (each in a fresh interpreter when several), print the table; exit status 0, 1 or 2.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not logger.handlers:  # one line per check on stderr, whatever the bundles' logging.conf say

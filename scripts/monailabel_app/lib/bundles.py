@@ -30,6 +30,10 @@ def resolve_bundles(app_dir: str, conf: dict) -> dict[str, str]:
 
     No bundle is ever downloaded.
 
+    Args:
+        app_dir: the app folder (copies go to ``<app_dir>/model/<name>``).
+        conf: the server's ``--conf`` settings (``bundles``, ...).
+
     Raises:
         FileNotFoundError: an entry that is neither a bundle folder nor a bundle name in ``bundles_dir``.
     """
@@ -57,7 +61,11 @@ def resolve_bundles(app_dir: str, conf: dict) -> dict[str, str]:
 
 
 def model_files(bundle: str) -> list[str]:
-    """File names of ``<bundle>/models/*.pt``, newest first (the first is what a request uses by default)."""
+    """File names of ``<bundle>/models/*.pt``, newest first (the first is what a request uses by default).
+
+    Args:
+        bundle: the bundle folder.
+    """
     folder = os.path.join(bundle, "models")
     names = [n for n in os.listdir(folder) if n.endswith(".pt")] if os.path.isdir(folder) else []
     return sorted(names, key=lambda n: (-os.path.getmtime(os.path.join(folder, n)), len(n)))

@@ -79,7 +79,12 @@ class UnitState:
 
     def finish(self, outputs: Mapping, seconds: float) -> dict:
         """Write the finished marker. ``outputs`` may list ``files`` (checked on re-runs) and anything else
-        the unit's consumers need; the marker's ``digest`` covers settings, upstream and outputs, not times."""
+        the unit's consumers need; the marker's ``digest`` covers settings, upstream and outputs, not times.
+
+        Args:
+            outputs: what the unit made (``files`` and anything its consumers need).
+            seconds: the unit's run time.
+        """
         outputs = jsonable(dict(outputs))
         marker = {
             "unit": self.id,
