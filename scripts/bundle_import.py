@@ -10,6 +10,10 @@ module, which keeps the ``sys.path`` and ``sys.modules`` handling in one place:
 * :func:`activate_bundle_scripts`: the package under the name ``scripts`` itself, for code that runs the
   bundle's configs (``ConfigWorkflow``, a TorchScript's stored configs, MONAI Label's bundle tasks).
 * :func:`bundle_scripts_on_path`: the same for the duration of a ``with`` block, restoring what was there.
+
+:func:`folder_on_path` serves the one other loader convention in this repository: MONAI Label's app folder
+(``scripts/monailabel_app``) imports its own ``lib`` package as a top-level name. No other module edits
+``sys.path``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["load_bundle_scripts", "load_bundle_module", "activate_bundle_scripts", "bundle_scripts_on_path"]
+__all__ = ["load_bundle_scripts", "load_bundle_module", "activate_bundle_scripts", "bundle_scripts_on_path", "folder_on_path"]
 
 
 def _scripts_folder(bundle_dir: str | os.PathLike) -> Path:
@@ -142,3 +146,24 @@ def bundle_scripts_on_path(bundle_dir: str | os.PathLike) -> Iterator[ModuleType
         for name in _scripts_modules():
             del sys.modules[name]
         sys.modules.update(saved)
+
+
+@contextlib.contextmanager
+def folder_on_path(folder: str | os.PathLike) -> Iterator[None]:
+    """Within the block, top-level imports search ``folder`` first; it is taken off ``sys.path`` afterwards
+    unless it was there before. Modules imported meanwhile stay imported.
+
+    Args:
+        folder: a folder holding top-level modules or packages (MONAI Label's app folder with ``lib/``).
+    """
+    entry = str(Path(folder).resolve())
+    if entry in sys.path:
+        yield
+        return
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
