@@ -1,6 +1,6 @@
 """The U-Net bundle's inference precision and layout overrides: ``SliceInferer2D(dtype=..., channels_last=...)``.
 
-No timings here; ``scripts/bench_train.py`` measures the speed.
+No timings here; ``python -m ldct_scripts.bench.bench_train`` measures the speed.
 """
 
 from pathlib import Path
