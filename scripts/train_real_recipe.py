@@ -257,7 +257,8 @@ class PatchSampler:
         exclude_patients: patient ids whose draws are left out.
         noise_shift: the noise patch is taken up to this many pixels off the anatomy patch.
         presmooth: ``{source kernel: σ in pixels}``: a Gaussian blur of the anatomy (label and input alike)
-            of draws made from slices of that kernel, e.g. ``{"sharp": 0.8}``: a sharp-kernel normal-dose
+            of draws made from slices of that kernel (``"sharp"``, ``"smooth"``, ``""`` for unknown),
+            e.g. ``{"sharp": 0.8}``: a sharp-kernel normal-dose
             slice carries much noise of its own, which as label teaches the network that fine texture
             is unpredictable (it then blurs edges).
     """
@@ -378,7 +379,8 @@ def cmd_train(args) -> None:
     sampler = PatchSampler(args.data, args.patch, (args.i0_min, args.i0_max), args.intensity_jitter,
                            kernels=args.kernels.split(",") if args.kernels else None, seed=args.seed,
                            exclude_patients=set(args.exclude_patients.split(",")) if args.exclude_patients else (),
-                           presmooth={"sharp": args.presmooth_sharp} if args.presmooth_sharp else None)
+                           presmooth={"sharp": args.presmooth_sharp, "smooth": args.presmooth_smooth,
+                                      "": args.presmooth_smooth})
     ckpt_path = out / "checkpoint.pt"
     it, elapsed, losses = 0, 0.0, []
     if ckpt_path.is_file():
@@ -465,6 +467,8 @@ def _add_train_args(sub) -> None:
     t.add_argument("--kernels", default="", help="comma-separated filters to keep (default: all drawn)")
     t.add_argument("--presmooth-sharp", type=float, default=0.0,
                    help="Gaussian σ (pixels) applied to anatomy from sharp-kernel slices (their own noise) before use")
+    t.add_argument("--presmooth-smooth", type=float, default=0.0,
+                   help="the same for smooth-kernel slices and slices of unknown kernel")
     t.add_argument("--exclude-patients", default="", help="comma-separated patient ids to leave out")
     t.add_argument("--loss-weighting", choices=("noise", "none"), default="noise",
                    help="noise: each patch's MSE divided by its noise variance (+ --noise-floor-hu²); none: plain MSE")
