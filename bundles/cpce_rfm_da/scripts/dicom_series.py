@@ -366,9 +366,12 @@ class SaveImageSeriesd(SaveImaged):
             name, source = meta.get(OUTPUT_NAME_KEY), str(meta.get("filename_or_obj", key))
             if self.format == "nifti":
                 if name and isinstance(img, MetaTensor):  # SaveImage names the file after filename_or_obj: a stand-in
-                    img = img.clone()  # beside the source keeps data_root_dir/separate_folder working
                     img.meta["filename_or_obj"] = os.path.join(os.path.dirname(os.path.normpath(source)), f"{name}.dcm")
-                self.saver(img=img)
+                try:  # (a stand-in beside the source keeps data_root_dir/separate_folder working)
+                    self.saver(img=img)
+                finally:
+                    if isinstance(img, MetaTensor) and "filename_or_obj" in meta:
+                        img.meta["filename_or_obj"] = meta["filename_or_obj"]
                 continue
             if not meta.get(DICOM_FILES_KEY):
                 raise ValueError(f"{source}: --output_format dicom needs a DICOM source (it copies the patient, study and "

@@ -70,11 +70,11 @@ class SeriesInfo:
 def is_dicom_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a file named ``*.dcm`` or with the DICOM preamble (``DICM`` at byte 128)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        return False
+    if not os.path.isfile(path) or path.lower().endswith(".dcm"):
+        return os.path.isfile(path)
     try:
         with open(path, "rb") as f:
-            return path.lower().endswith(".dcm") or f.read(132)[128:] == b"DICM"
+            return f.read(132)[128:] == b"DICM"
     except OSError:
         return False
 
@@ -109,7 +109,8 @@ def list_inputs(path: str | os.PathLike, suffixes: Sequence[str], recursive: boo
     def items(folder: str) -> list[str]:
         files = [os.path.join(folder, n) for n in sorted(os.listdir(folder))]
         dcm = [f for f in files if is_dicom_file(f) and not os.path.basename(f).startswith(".")]
-        other = [f for f in files if f not in set(dcm) and os.path.isfile(f) and f.lower().endswith(ends)]
+        is_dcm = set(dcm)
+        other = [f for f in files if f not in is_dcm and os.path.isfile(f) and f.lower().endswith(ends)]
         return other + dcm if other else ([folder] if dcm else [])
 
     found = items(path)
