@@ -1,6 +1,4 @@
-"""Checks of inference inputs and weights, run before anything is written.
-
-It needs numpy, torch and MONAI only.
+"""Checks of inference inputs and weights, run before anything is written. Needs numpy, torch and MONAI only.
 
 * :func:`check_images` reads every non-DICOM input of a datalist up front and refuses, naming the file,
   an image that is not a 2-D slice or a 3-D volume of slices of one channel, one with NaN or infinite
@@ -38,18 +36,8 @@ from monai.transforms import LoadImage, MapTransform
 from .dicom_series import DICOM_FILES_KEY, SOURCE_UNIT_KEY, is_dicom_input
 from .helpers import as_bool
 
-__all__ = [
-    "MU_RANGE",
-    "HU_RANGE",
-    "ABS_LIMIT",
-    "guess_unit",
-    "check_shape",
-    "check_values",
-    "check_images",
-    "CheckIntensityUnitd",
-    "load_weights",
-    "check_weights",
-]
+__all__ = ["MU_RANGE", "HU_RANGE", "ABS_LIMIT", "guess_unit", "check_shape", "check_values", "check_images",
+           "CheckIntensityUnitd", "load_weights", "check_weights"]
 
 #: Range (cm⁻¹) of the 1st and 99th percentiles of an attenuation image.
 MU_RANGE = (-2.0, 10.0)
