@@ -46,16 +46,15 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def ml() -> SimpleNamespace:
     """The app's adapter classes, imported as MONAI Label does (app folder on sys.path, package `lib`)."""
-    sys.path.insert(0, str(APP))
-    try:
+    from ldct_scripts.bundle_import import folder_on_path
+
+    with folder_on_path(APP):
         from lib.compat import import_monailabel, missing_packages
 
         import_monailabel()
         from lib.infers import DenoiseBundleInferTask
         from lib.trainers import EXPORT_NAME
         from monailabel.tasks.infer.bundle import BundleInferTask
-    finally:
-        sys.path.remove(str(APP))
     return SimpleNamespace(
         missing_packages=missing_packages, Infer=DenoiseBundleInferTask, Stock=BundleInferTask, EXPORT_NAME=EXPORT_NAME
     )

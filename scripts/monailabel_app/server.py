@@ -19,13 +19,18 @@ APP_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run ``monailabel start_server --app <this folder> <argv>`` after the import fix."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if APP_DIR not in sys.path:
-        sys.path.insert(0, APP_DIR)
-    from lib.compat import import_monailabel
+    """Run ``monailabel start_server --app <this folder> <argv>`` after the import fix.
 
-    import_monailabel()
+    Args:
+        argv: ``monailabel start_server`` options; default ``sys.argv[1:]``.
+    """
+    from ldct_scripts.bundle_import import folder_on_path
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with folder_on_path(APP_DIR):  # MONAI Label imports the app's `lib` from its folder; the fix must come first
+        from lib.compat import import_monailabel
+
+        import_monailabel()
     from monailabel.main import Main
 
     if not {"-a", "--app"} & set(argv):
