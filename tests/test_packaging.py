@@ -34,3 +34,19 @@ def test_the_orchestration_code_imports_under_its_own_name():
                  "ldct_scripts.examples.demo_simulation", "ldct_scripts.bench.bench_sim", "ldct_scripts.deploy_app.app"):
         module = importlib.import_module(name)
         assert Path(module.__file__).resolve().is_relative_to(ROOT / "scripts"), name
+
+
+#: Files that still edit sys.path or load modules by file path: the lead's runners and their test, until they
+#: move into scripts/studies/ and scripts/bench/ (issue 14). Take a name off this list when its file moves.
+NOT_MOVED_YET = {"scripts/bench_real.py", "scripts/study_tools.py", "scripts/train_real_recipe.py", "scripts/domain_adaptation.py",
+                 "scripts/domain_adaptation_real.py", "tests/test_train_real_recipe.py"}
+
+
+def test_no_path_hacks_outside_the_one_import_helper():
+    import re
+
+    allowed = {"scripts/bundle_import.py", "tests/conftest.py"} | NOT_MOVED_YET
+    pattern = re.compile(r"sys\.path\.(insert|append)\(|spec_from_file_location\(")
+    found = sorted(str(p.relative_to(ROOT)) for folder in ("scripts", "tests", "ldct_sim") for p in (ROOT / folder).rglob("*.py")
+                   if pattern.search(p.read_text(encoding="utf-8")))
+    assert [f for f in found if f not in allowed] == [], "import through ldct_scripts.bundle_import instead"
