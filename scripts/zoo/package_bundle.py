@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ldct_scripts import REPO
 from ldct_scripts.cli import parse_kebab
+from ldct_scripts.files import atomic_path
 from ldct_scripts.zoo.verify_bundles import file_md5  # one md5 helper for the zoo scripts
 
 MAX_SIZE_MB = 25.0  # the model zoo's limit for files committed in a bundle
@@ -169,9 +170,8 @@ def package_bundle(
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     zip_path = out_dir / f"{name}_v{version}.zip"
-    tmp = zip_path.with_suffix(".zip.part")
     files = []
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         members = [(rel.as_posix(), (bundle / rel).read_bytes) for rel in small]
         if entries:
             text = _large_files_yaml(entries).encode()
@@ -182,7 +182,6 @@ def package_bundle(
             info.external_attr = 0o644 << 16
             zf.writestr(info, read())
             files.append(arc)
-    tmp.replace(zip_path)
     return BundlePackage(zip_path, name, version, files, entries, [p.as_posix() for p in excluded])
 
 

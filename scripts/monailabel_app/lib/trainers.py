@@ -13,6 +13,8 @@ import torch
 from lib.bundles import model_files
 from lib.compat import import_monailabel
 
+from ldct_scripts.files import atomic_path
+
 import_monailabel()
 
 import monai.bundle  # noqa: E402
@@ -226,7 +228,6 @@ class DenoiseBundleTrainTask(BundleTrainTask):
         ckpt = torch.load(src, map_location="cpu", weights_only=True)
         state = ckpt.get("model", ckpt)
         dst = os.path.join(self.bundle_path, "models", EXPORT_NAME)
-        tmp = dst + ".part"
-        torch.save({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, tmp)
-        os.replace(tmp, dst)  # a concurrent inference never reads a half-written file
+        with atomic_path(dst) as tmp:  # a concurrent inference never reads a half-written file
+            torch.save({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, tmp)
         return dst
