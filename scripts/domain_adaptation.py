@@ -80,6 +80,10 @@ PRESETS = {
     # about half an hour on 2 CPU cores
     "small": dict(n_pixels=128, n_views=360, n_train=64, n_validation=8, n_test=24, max_epochs=40, batch_size=16,
                   patch_size=64, unet_iterations=300, unet_patch_size=64, unet_batch_size=8),
+    # the real target (scripts/domain_adaptation_real.py): S→R onto the shared AAPM–Mayo quarter-dose images,
+    # every method from its shipped weights, 8 epochs × 384 patches each: about 20 minutes on 2 CPU cores
+    "real": dict(n_pixels=512, n_views=576, n_train=0, n_validation=0, n_test=0, max_epochs=8, batch_size=16,
+                 patch_size=64, unet_iterations=0, unet_patch_size=64, unet_batch_size=16),
     # the seed's batch size, 512² slices, the bundle's default epochs: for a GPU
     "paper": dict(n_pixels=512, n_views=None, n_train=200, n_validation=20, n_test=50, max_epochs=100,
                   batch_size=16, patch_size=64, unet_iterations=20000, unet_patch_size=64, unet_batch_size=16),
@@ -405,7 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), default="small")
     p.add_argument("--stages", default=",".join(ALL_STAGES), help=f"comma-separated subset of {','.join(ALL_STAGES)}")
     p.add_argument("--directions", default="s2r,r2s", help="s2r, r2s or both")
-    p.add_argument("--methods", default="baseline,adaptive", help="comma-separated: baseline, fixed, adaptive")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated: baseline, fixed, adaptive (default baseline,adaptive); with --preset real "
+                   "also shipped and unet (default all five)")
+    p.add_argument("--real-dir", "--real_dir", dest="real_dir", default=str(REPO.parent / "shared" / "real_ldct"),
+                   help="with --preset real: the shared real pairs (dev_pairs.npz, normal_dose.npz)")
+    p.add_argument("--patches-per-epoch", "--patches_per_epoch", dest="patches_per_epoch", type=int, default=384,
+                   help="with --preset real: source patches per epoch")
     p.add_argument("--no_unet", dest="unet", action="store_false", help="leave out the U-Net column")
     p.add_argument("--vgg_weights", default=None, help="local VGG-19 ImageNet state dict; without it L_per is off")
     p.add_argument("--lambda_adv", type=float, default=1.0, help="weight of the realness loss (seed: 1)")
@@ -425,7 +435,9 @@ def main(argv=None) -> Path:
             setattr(args, key, value)
     args.val_interval = args.val_interval or max(1, args.max_epochs // 10)
     args.directions = [d.strip() for d in args.directions.split(",") if d.strip()]
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.preset == "real":
+        return main_real(args)
+    args.methods = [m.strip() for m in (args.methods or "baseline,adaptive").split(",") if m.strip()]
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     for value, allowed, what in ((args.directions, DIRECTIONS, "direction"), (args.methods, METHODS, "method"),
                                  (stages, ALL_STAGES, "stage")):
@@ -457,6 +469,29 @@ def main(argv=None) -> Path:
             logger.info("domain_adaptation: report at %s", path)
             return path
     return results
+
+
+def main_real(args) -> Path:
+    """``--preset real``: S→R with the shared real quarter-dose images as the unlabelled target."""
+    import domain_adaptation_real as real
+
+    args.methods = [m.strip() for m in (args.methods or ",".join(real.REAL_METHODS)).split(",") if m.strip()]
+    bad = [m for m in args.methods if m not in real.REAL_METHODS]
+    if bad:
+        raise SystemExit(f"domain_adaptation: unknown method {bad} for --preset real; choose from {list(real.REAL_METHODS)}.")
+    results = Path(args.results_dir).resolve()
+    real.check_real_args(args, results)
+    results.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from study_tools import Progress
+
+    with Progress(total=len(args.methods), desc="domain_adaptation (real target)") as progress:
+        data = real.stage_real_data(args, results)
+        real.stage_real_train(args, results, data, progress)
+    rows = real.stage_real_evaluate(args, results)
+    path = real.stage_real_report(args, results, rows, versions())
+    logger.info("domain_adaptation: report at %s", path)
+    return path
 
 
 if __name__ == "__main__":
