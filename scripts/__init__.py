@@ -12,7 +12,15 @@ own ``scripts`` package.
 
 from pathlib import Path
 
-#: The repository root of an editable install (``pip install -e .``): the default home of ``bundles/`` and ``dist/``.
-REPO = Path(__file__).resolve().parents[1]
+
+def _repository() -> Path:
+    """The clone this package runs from (``pip install -e .``), else the working folder (a wheel install, run
+    from a clone or a folder holding ``bundles/``)."""
+    clone = Path(__file__).resolve().parents[1]
+    return clone if (clone / "bundles").is_dir() else Path.cwd()
+
+
+#: The repository root: the default home of ``bundles/`` and ``dist/``.
+REPO = _repository()
 #: Where the bundles live in the repository.
 BUNDLES_DIR = REPO / "bundles"
