@@ -98,6 +98,9 @@ def test_domains_are_written_with_datalists(domains):
     assert "label" not in s2r["target"][0]
     assert r2s["source"][0]["image"].startswith("real/") and r2s["target"][0]["image"].startswith("synthetic/")
     assert not {i["image"] for i in s2r["source"]} & {i["image"] for i in s2r["validation"] + s2r["test"]}
+    # model selection reads source pairs only (issue 13): no target label before the test
+    assert all(i["image"].startswith("synthetic/validation/") for i in s2r["validation"])
+    assert all(i["image"].startswith("real/test/") for i in s2r["test"])
 
 
 @pytest.mark.parametrize(
@@ -150,7 +153,7 @@ def test_adversarial_training_on_both_domains_checkpoints_and_resumes(domains, t
     assert trainer.state.epoch == 1
     assert sorted(p.name for p in ckpt.glob("*.pt")) == ["checkpoint_epoch=1.pt", "model.pt", "model_final.pt"]
 
-    # the best-on-target-validation weights reload into a fresh CPCE-2D and reproduce the trained network
+    # the best-on-source-validation weights reload into a fresh CPCE-2D and reproduce the trained network
     net = S.networks.CPCE2D()
     net.load_state_dict(torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True))
     full = torch.load(ckpt / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)

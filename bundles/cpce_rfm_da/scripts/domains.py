@@ -18,7 +18,8 @@ float32 NIfTI with the pixel size in its affine. The phantoms of every domain an
     real/{train,validation,test}/<k>_{ldct,ndct}.nii.gz
     synthetic/{train,validation,test}/<k>_{ldct,ndct}.nii.gz
     datalist_s2r.json   source = S train pairs, target = R train low-dose images (unlabelled),
-                        validation / test = R pairs
+                        validation = S validation pairs (model selection never reads a target label),
+                        test = R pairs
     datalist_r2s.json   the reverse
     domains.json        everything that defines the data (geometries, doses, seeds, versions)
 
@@ -208,7 +209,7 @@ def make_domains(
         datalist = {
             "source": items[src]["train"],
             "target": [{"image": it["image"]} for it in items[tgt]["train"]],
-            "validation": items[tgt]["validation"],
+            "validation": items[src]["validation"],  # model selection on source pairs: no target label
             "test": items[tgt]["test"],
         }
         (out / name).write_text(json.dumps(datalist, indent=1))
@@ -221,7 +222,8 @@ def datalist_from_datasets(source: str | os.PathLike, target: str | os.PathLike,
     """A cross-domain datalist from two ``python -m ldct_sim simulate`` dataset folders (``.../res<R>um``).
 
     ``source``: its training pairs become ``source``; ``target``: its training inputs become the unlabelled
-    ``target`` list, and its validation and test pairs are used for validation and test. Paths in the
+    ``target`` list, and its test pairs are the test; validation (model selection) uses the source's
+    validation pairs, so that no target label is read before the test. Paths in the
     written file are relative to its folder, as ``load_datalist`` expects. The shipped weights are trained
     on such a list (source over a range of doses; see the model card).
     """
@@ -243,7 +245,7 @@ def datalist_from_datasets(source: str | os.PathLike, target: str | os.PathLike,
     datalist = {
         "source": [rel(src_dir, it, ("image", "label")) for it in src["training"]],
         "target": [rel(tgt_dir, it, ("image",)) for it in tgt["training"]],
-        "validation": [rel(tgt_dir, it, ("image", "label")) for it in tgt["validation"]],
+        "validation": [rel(src_dir, it, ("image", "label")) for it in src["validation"]],  # selection without target labels
         "test": [rel(tgt_dir, it, ("image", "label")) for it in tgt["test"]],
         "made_from": {"source": str(src_dir), "target": str(tgt_dir)},
     }
