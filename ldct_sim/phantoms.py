@@ -359,7 +359,9 @@ def _add_vessels(img, xx, yy, geo, rng):
     # SMA (arterial) and SMV (to its right, image left) in front of the aorta, and mesenteric branches
     smx, smy = ax_ + rng.uniform(-2, 4) * _MM, ay_ + rng.uniform(16, 24) * _MM
     svx = smx - rng.uniform(7, 10) * _MM
-    for (x, y, r, hu) in ((smx, smy, rng.uniform(3, 4) * _MM, a_hu), (svx, smy, rng.uniform(4, 5.5) * _MM, rng.uniform(150, 220))):
+    sma = (smx, smy, rng.uniform(3, 4) * _MM, a_hu)
+    smv = (svx, smy, rng.uniform(4, 5.5) * _MM, rng.uniform(150, 220))
+    for x, y, r, hu in (sma, smv):
         _paint_capsule(img, xx, yy, (x, y), (x, y), r, r, hu, (-80.0,))
         for _ in range(2):
             for seg in _vessel_tree(rng, x, y, rng.uniform(0.15, 0.85) * np.pi, rng.uniform(30, 45) * _MM,
@@ -375,25 +377,30 @@ def _add_vessels(img, xx, yy, geo, rng):
         _paint_capsule(img, xx, yy, (x, y), (x, y), r, r, rng.uniform(150.0, 250.0), (-80.0,))
 
 
-def _fill_lumen(img, xx, yy, b, lumen, rng, *, contrast_p, gas_p, stool=False):
+def _fill_lumen(img, xx, yy, b, lumen, extent, rng, *, contrast_p, gas_p, stool=False):
     """Fill the lumen pixels ``lumen`` (a mask over box ``b``) of a loop: fluid (5-30 HU) or positive oral
-    contrast (200-400 HU), gas (-1000 HU) above an air-fluid level and/or in irregular pockets (smooth
-    noise thresholded, biased to rise), or mottled stool."""
-    if not lumen.any():
+    contrast (200-400 HU), gas (-1000 HU) above an air-fluid level or in an irregular pocket (smooth noise
+    thresholded, biased to rise), or mottled stool (soft matter with gas bubbles).
+
+    ``extent`` is the lumen's analytic box ``(x0, x1, y0, y1)``, normalised: the draws and the noise lattice
+    follow from it and ``rng`` alone, so the contents are the same at any ``n_pixels`` (and the number of
+    draws does not depend on whether any pixel falls in the lumen).
+    """
+    x0, x1, y0, y1 = extent
+    h = y1 - y0
+    fill = rng.uniform(200.0, 400.0) if rng.random() < contrast_p else rng.uniform(5.0, 30.0)
+    f = _field(rng, x0, x1, y0, y1, 0.6 * _MM, rng.uniform(1.5, 3.0) * _MM)
+    gas, level, thr = rng.random() < gas_p, rng.random() < 0.5, rng.uniform(0.0, 1.0)
+    if b is None or not lumen.any():
         return
     x, y, sub = xx[b][lumen], yy[b][lumen], img[b]
-    top, bot = y.max(), y.min()
-    h = max(top - bot, 1e-6)
-    fill = rng.uniform(200.0, 400.0) if rng.random() < contrast_p else rng.uniform(5.0, 30.0)
     vals = np.full(x.shape, fill)
-    f = _field(rng, x.min(), x.max(), bot, top, 0.6 * _MM, rng.uniform(1.5, 3.0) * _MM)
     if stool:  # faeces: soft matter with small gas bubbles
-        vals[_at(f, x, y) > rng.uniform(1.0, 1.5)] = HU_AIR
-    elif rng.random() < gas_p:
-        if rng.random() < 0.5:  # air-fluid level: gas above a flat line (the patient lies supine, anterior up)
-            vals[y > top - rng.uniform(0.2, 0.5) * h] = HU_AIR
-        else:  # irregular pocket, buoyant: threshold of noise plus height
-            vals[_at(f, x, y) + 3.0 * (y - bot) / h > rng.uniform(2.0, 3.0)] = HU_AIR
+        vals[_at(f, x, y) > 1.0 + 0.5 * thr] = HU_AIR
+    elif gas and level:  # air-fluid level: gas above a flat line (the patient lies supine, anterior up)
+        vals[y > y1 - (0.2 + 0.3 * thr) * h] = HU_AIR
+    elif gas:  # irregular pocket, buoyant: threshold of noise plus height
+        vals[_at(f, x, y) + 3.0 * (y - y0) / h > 2.0 + thr] = HU_AIR
     sub[lumen] = vals
 
 
@@ -403,44 +410,46 @@ def _add_bowel(img, xx, yy, geo, rng):
     cavity = geo["cavity"]
     for cx, cy, ax, ay in geo["loops"]:
         b = _box(xx, yy, cx - ax, cx + ax, cy - ay, cy + ay)
-        if b is None:
-            continue
-        sub = img[b]
-        lumen = _ellipse(xx[b], yy[b], cx, cy, 0.75 * ax, 0.75 * ay) & cavity[b] & np.isin(sub, (35.0, -900.0))
-        _fill_lumen(img, xx, yy, b, lumen, rng, contrast_p=0.35, gas_p=0.6)
+        lumen = None
+        if b is not None:
+            lumen = _ellipse(xx[b], yy[b], cx, cy, 0.75 * ax, 0.75 * ay) & cavity[b] & np.isin(img[b], (35.0, -900.0))
+        extent = (cx - 0.75 * ax, cx + 0.75 * ax, cy - 0.75 * ay, cy + 0.75 * ay)
+        _fill_lumen(img, xx, yy, b, lumen, extent, rng, contrast_p=0.35, gas_p=0.6)
     # stomach: fluid or contrast, gas on top (replaces the plain gas ellipse)
     _, sx, sy, sax, say, san = geo["stomach"]
-    b = _box(xx, yy, sx - sax, sx + sax, sy - sax, sy + sax)
+    la, lb = 0.85 * sax, 0.7 * say
+    hx, hy = np.hypot(la * np.cos(san), lb * np.sin(san)), np.hypot(la * np.sin(san), lb * np.cos(san))
+    b = _box(xx, yy, sx - hx, sx + hx, sy - hy, sy + hy)
+    lumen = None
     if b is not None:
-        sub = img[b]
-        lumen = _ellipse(xx[b], yy[b], sx, sy, 0.85 * sax, 0.7 * say, san) & cavity[b] & np.isin(sub, (40.0, -900.0))
-        _fill_lumen(img, xx, yy, b, lumen, rng, contrast_p=0.5, gas_p=1.0)
+        lumen = _ellipse(xx[b], yy[b], sx, sy, la, lb, san) & cavity[b] & np.isin(img[b], (40.0, -900.0))
+    _fill_lumen(img, xx, yy, b, lumen, (sx - hx, sx + hx, sy - hy, sy + hy), rng, contrast_p=0.5, gas_p=1.0)
     # ascending (image left) and descending colon in the flanks, over visceral fat only
     for side in (-1.0, 1.0):
         cx, cy = side * rng.uniform(0.52, 0.6), rng.uniform(-0.2, 0.0)
         ax, ay = rng.uniform(0.055, 0.075), rng.uniform(0.05, 0.07)
+        stool = rng.random() < 0.7
         b = _box(xx, yy, cx - ax, cx + ax, cy - ay, cy + ay)
-        if b is None:
-            continue
-        sub = img[b]
-        wall = _ellipse(xx[b], yy[b], cx, cy, ax, ay) & cavity[b] & (sub == -80.0)
-        lumen = wall & _ellipse(xx[b], yy[b], cx, cy, 0.8 * ax, 0.8 * ay)
-        sub[wall] = 35.0
-        _fill_lumen(img, xx, yy, b, lumen, rng, contrast_p=0.2, gas_p=0.0, stool=rng.random() < 0.7)
+        lumen = None
+        if b is not None:
+            sub = img[b]
+            wall = _ellipse(xx[b], yy[b], cx, cy, ax, ay) & cavity[b] & (sub == -80.0)
+            lumen = wall & _ellipse(xx[b], yy[b], cx, cy, 0.8 * ax, 0.8 * ay)
+            sub[wall] = 35.0
+        extent = (cx - 0.8 * ax, cx + 0.8 * ax, cy - 0.8 * ay, cy + 0.8 * ay)
+        _fill_lumen(img, xx, yy, b, lumen, extent, rng, contrast_p=0.2, gas_p=0.0, stool=stool)
 
 
 def _add_stranding(img, xx, yy, geo, rng):
     """Faint septa in patches of the fat: ridges of a smooth, streaky random field raise -100/-80 HU fat
     towards -30 HU."""
-    fat = (img == -100.0) | (img == -80.0)
-    if not fat.any():
-        return
-    x, y = xx[fat], yy[fat]
     lines = _field(rng, -1.0, 1.0, -1.0, 1.0, 1.5 * _MM, rng.uniform(2.5, 4.0) * _MM, rng.uniform(1.0, 2.5))
     patches = _field(rng, -1.0, 1.0, -1.0, 1.0, 6.0 * _MM, 25.0 * _MM)
-    weight = np.clip(_at(patches, x, y) - rng.uniform(-0.8, 0.3), 0.0, 1.0) * rng.uniform(0.5, 1.0)
-    base = img[fat]
-    img[fat] = base + (-30.0 - base) * weight * _ridge(_at(lines, x, y), rng.uniform(0.12, 0.25))
+    offset, strength, width = rng.uniform(-0.8, 0.3), rng.uniform(0.5, 1.0), rng.uniform(0.12, 0.25)
+    fat = (img == -100.0) | (img == -80.0)
+    x, y, base = xx[fat], yy[fat], img[fat]
+    weight = np.clip(_at(patches, x, y) - offset, 0.0, 1.0) * strength
+    img[fat] = base + (-30.0 - base) * weight * _ridge(_at(lines, x, y), width)
 
 
 def _add_trabecular(img, xx, yy, geo, rng):
@@ -448,24 +457,25 @@ def _add_trabecular(img, xx, yy, geo, rng):
     marrow) in the vertebral body, and a cortex with marrow in each rib."""
     sy = geo["sy"]
     cortex_hu = rng.uniform(1000.0, 1300.0)
+    # every draw before any pixel test, so that the anatomy does not depend on n_pixels
+    f = _field(rng, -0.11, 0.11, sy - 0.10, sy + 0.10, 0.35 * _MM, rng.uniform(0.5, 0.8) * _MM)
+    lo, hi, width = rng.uniform(150.0, 180.0), rng.uniform(240.0, 300.0), rng.uniform(0.3, 0.5)
+    rib_marrow_hu = rng.uniform(200.0, 300.0, size=len(geo["ribs"]))
     b = _box(xx, yy, -0.11, 0.11, sy - 0.10, sy + 0.10)
     if b is not None:
         sub, x, y = img[b], xx[b], yy[b]
         body = _ellipse(x, y, 0, sy, 0.11, 0.10)
         sub[body & (sub == 800.0)] = cortex_hu
         marrow = _ellipse(x, y, 0, sy, 0.098, 0.088) & body & np.isin(sub, (cortex_hu, 250.0))
-        if marrow.any():
-            f = _field(rng, -0.11, 0.11, sy - 0.10, sy + 0.10, 0.35 * _MM, rng.uniform(0.5, 0.8) * _MM)
-            lo, hi = rng.uniform(150.0, 180.0), rng.uniform(240.0, 300.0)
-            sub[marrow] = lo + (hi - lo) * _ridge(_at(f, x[marrow], y[marrow]), rng.uniform(0.3, 0.5))
-    for cx, cy, t in geo["ribs"]:
+        sub[marrow] = lo + (hi - lo) * _ridge(_at(f, x[marrow], y[marrow]), width)
+    for (cx, cy, t), marrow_hu in zip(geo["ribs"], rib_marrow_hu):
         b = _box(xx, yy, cx - 0.025, cx + 0.025, cy - 0.025, cy + 0.025)
         if b is None:
             continue
         sub = img[b]
         rib = _ellipse(xx[b], yy[b], cx, cy, 0.025, 0.018, t) & (sub == 600.0)
         sub[rib] = cortex_hu
-        sub[rib & _ellipse(xx[b], yy[b], cx, cy, 0.016, 0.009, t)] = rng.uniform(200.0, 300.0)
+        sub[rib & _ellipse(xx[b], yy[b], cx, cy, 0.016, 0.009, t)] = marrow_hu
 
 
 _RICH = {"vessels": _add_vessels, "bowel": _add_bowel, "stranding": _add_stranding, "trabecular": _add_trabecular}
