@@ -6,7 +6,7 @@ Seed B's situation, for real: labelled pairs in one domain, unlabelled scans in 
   ``../shared/real_ldct``: L067 and L109, the smooth-kernel slices) through ``python -m ldct_sim simulate``
   with the shipped Siemens B30f scanner profile; labels are the noiseless reconstructions.
 * **R** (target): the 15 real quarter-dose images of the shared pairs (L506, L291, L333), *unlabelled*
-  while training. Their full-dose partners are used only to score the test, by ``scripts/bench_real.py``.
+  while training. Their full-dose partners are used only to score the test, by ``python -m ldct_scripts.bench.bench_real``.
 
 Every method starts from its bundle's shipped weights and trains on the same source pairs for the same
 number of patches: plain CPCE (``--baseline true``), CPCE + fixed random frequency mask, CPCE + adaptive
@@ -76,8 +76,7 @@ def stage_real_data(args, results: Path) -> Path:
         return data
     import nibabel as nib
 
-    sys.path.insert(0, str(REPO / "scripts"))
-    from bench_real import npz_to_nifti
+    from ldct_scripts.bench.bench_real import npz_to_nifti
 
     npz_to_nifti(real / "dev_pairs.npz", data / "real", layout="dicom")
     records = json.loads((real / "normal_dose.json").read_text())
@@ -143,13 +142,13 @@ def _weights(results: Path, method: str) -> tuple[str, Path | None]:
 
 
 def stage_real_evaluate(args, results: Path) -> list[dict]:
-    """Each method through ``scripts/bench_real.py`` on the shared pairs; rows per method and kernel."""
+    """Each method through ``python -m ldct_scripts.bench.bench_real`` on the shared pairs; rows per method and kernel."""
     rows = []
     for method in args.methods:
         out = results / "eval" / method
         if not (out / "results.csv").is_file():
             bundle, ckpt = _weights(results, method)
-            cmd = [sys.executable, str(REPO / "scripts" / "bench_real.py"), "--from-npz",
+            cmd = [sys.executable, "-m", "ldct_scripts.bench.bench_real", "--from-npz",
                    str(Path(args.real_dir) / "dev_pairs.npz"), "--bundles", bundle, "--out", str(out), "--no-progress"]
             if ckpt is not None:
                 cmd += ["--ckpt", f"{bundle}={ckpt}"]
@@ -226,7 +225,7 @@ def stage_real_report(args, results: Path, rows: list[dict], versions: dict) -> 
         "## S→R on the 15 shared real pairs (scored against their full-dose partners)", "",
         real_table(rows), "",
         "Mean ± SD over the pairs of each kernel; body = full dose > −500 HU; PSNR peak 4096 HU "
-        "(`scripts/bench_real.py`). The L291 and L333 pairs (kernel unknown) are the only target patients "
+        "(`ldct_scripts.bench.bench_real`). The L291 and L333 pairs (kernel unknown) are the only target patients "
         "whose normal-dose images the shipped weights saw as simulator input; L506 is unseen by every model.", "",
         "## Reading", "", *(real_reading(rows) or ["- (needs both the baseline and the adaptive method)"]), "",
         "## Is the mask adaptive?", "", *(mask_lines or ["- (no adaptive run)"]), "",

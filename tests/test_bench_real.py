@@ -1,4 +1,4 @@
-"""scripts/bench_real.py: metrics against hand computations, the best-σ search, pairing of NIfTI and DICOM
+"""``ldct_scripts.bench.bench_real``: metrics against hand computations, the best-σ search, pairing of NIfTI and DICOM
 slices, refusal of bad input before anything is written, and runs end to end through the real bundles on
 tiny synthetic pairs (NIfTI through the U-Net, DICOM through CPCE) and on the shared AAPM–Mayo pairs."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_loading import repo_script
+import ldct_scripts.bench.bench_real as br
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "real_ldct"
@@ -20,10 +20,6 @@ nib = pytest.importorskip("nibabel")
 pydicom = pytest.importorskip("pydicom")
 
 
-_load = repo_script
-
-
-br = _load("ldct_bench_real", "bench_real.py")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -38,8 +38,7 @@ def test_the_orchestration_code_imports_under_its_own_name():
 
 #: Files that still edit sys.path or load modules by file path: the lead's runners and their test, until they
 #: move into scripts/studies/ and scripts/bench/ (issue 14). Take a name off this list when its file moves.
-NOT_MOVED_YET = {"scripts/bench_real.py", "scripts/study_tools.py", "scripts/train_real_recipe.py", "scripts/domain_adaptation.py",
-                 "scripts/domain_adaptation_real.py", "tests/test_train_real_recipe.py"}
+NOT_MOVED_YET = {"scripts/study_tools.py", "scripts/domain_adaptation.py"}
 
 
 def test_no_path_hacks_outside_the_one_import_helper():

@@ -1,7 +1,7 @@
-"""The real-data training recipe (scripts/train_real_recipe.py): simulated draws, the patch sampler's dose law,
+"""The real-data training recipe (``ldct_scripts.recipe.train_real_recipe``): simulated draws, the patch sampler's dose law,
 weight export; and the shipped weights on the 15 public AAPM–Mayo pairs (skipped without ../shared)."""
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -14,16 +14,12 @@ import torch
 from bundle_loading import bundle_scripts
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "train_real_recipe.py"
+MODULE = "ldct_scripts.recipe.train_real_recipe"
 PAIRS = REPO.parent / "shared" / "real_ldct" / "dev_pairs.npz"
 
 
 def _recipe():
-    spec = importlib.util.spec_from_file_location("train_real_recipe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("train_real_recipe", module)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(MODULE)
 
 
 def _disc_slices(tmp_path, n=2, size=32):
@@ -92,7 +88,7 @@ def test_patch_sampler_scales_noise_as_one_over_sqrt_dose(tmp_path):
 def test_export_round_trips_and_refuses_foreign_weights(tmp_path):
     shipped = REPO / "bundles" / "cpce_rfm_da" / "models" / "model.pt"
     dest = tmp_path / "model.pt"
-    cmd = [sys.executable, str(SCRIPT), "export", "--bundle", "cpce_rfm_da", "--ckpt", str(shipped), "--dest", str(dest)]
+    cmd = [sys.executable, "-m", MODULE, "export", "--bundle", "cpce_rfm_da", "--ckpt", str(shipped), "--dest", str(dest)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     a, b = torch.load(shipped, weights_only=True), torch.load(dest, weights_only=True)

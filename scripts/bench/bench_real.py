@@ -3,10 +3,10 @@
 Anyone with real pairs (the same scans at two doses, aligned pixel for pixel, such as the AAPM–Mayo
 quarter-dose / full-dose data) can measure how much each bundle brings on their own images::
 
-    python scripts/bench_real.py --low-dose /data/LD --full-dose /data/FD --out /tmp/bench_real
-    python scripts/bench_real.py --low-dose ld.nii.gz --full-dose fd.nii.gz --kernel B30f \\
+    python -m ldct_scripts.bench.bench_real --low-dose /data/LD --full-dose /data/FD --out /tmp/bench_real
+    python -m ldct_scripts.bench.bench_real --low-dose ld.nii.gz --full-dose fd.nii.gz --kernel B30f \\
         --bundles unet_ldct --ckpt unet_ldct=runs/unet/model.pt --out /tmp/bench_mine
-    python scripts/bench_real.py --from-npz ../shared/real_ldct/dev_pairs.npz --out /tmp/bench_real
+    python -m ldct_scripts.bench.bench_real --from-npz ../shared/real_ldct/dev_pairs.npz --out /tmp/bench_real
 
 Inputs. ``--low-dose`` and ``--full-dose`` are matching DICOM series folders, DICOM files or NIfTI
 files (or folders of them), read in HU with :mod:`ldct_sim.io`. DICOM slices are paired by patient,
@@ -82,15 +82,8 @@ from pathlib import Path
 
 import numpy as np
 
-_HERE = Path(__file__).resolve().parent
-if "study_common" not in sys.modules:  # the file beside this one, by path: tests load this file by path too
-    import importlib.util
-
-    _spec = importlib.util.spec_from_file_location("study_common", _HERE / "study_common.py")
-    sys.modules["study_common"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["study_common"])
-
-from study_common import (  # noqa: E402
+from ldct_scripts import REPO
+from ldct_scripts.studies.engine import (
     StudyError,
     bundle_command,
     file_digest,
@@ -122,7 +115,6 @@ __all__ = [
     "main",
 ]
 
-REPO = _HERE.parent
 logger = logging.getLogger("study")
 
 #: Body mask: full-dose pixels above this (HU), as in ``../shared/real_ldct/README.md``.
@@ -801,7 +793,7 @@ def crops_figure(path: Path, crops: dict[str, dict]) -> Path:
 # command line
 # ---------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python scripts/bench_real.py", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="python -m ldct_scripts.bench.bench_real", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 1)[1])
     src = p.add_argument_group("pairs (either --low-dose and --full-dose, or --from-npz)")
     src.add_argument("--low-dose", help="low-dose DICOM series folder, DICOM file, NIfTI file or folder of them (HU)")

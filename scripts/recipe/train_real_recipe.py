@@ -32,12 +32,12 @@ each a subcommand; all randomness is seeded; every stage can be re-run and resum
 
 Usage::
 
-    python scripts/train_real_recipe.py simulate --input /data/normal_dose --out /data/sim
-    python scripts/train_real_recipe.py train --bundle unet_ldct --data /data/sim --out /data/run_unet \\
+    python -m ldct_scripts.recipe.train_real_recipe simulate --input /data/normal_dose --out /data/sim
+    python -m ldct_scripts.recipe.train_real_recipe train --bundle unet_ldct --data /data/sim --out /data/run_unet \\
         --init bundles/unet_ldct/models/model.pt --minutes 60
-    python scripts/train_real_recipe.py evaluate --bundle unet_ldct --ckpt /data/run_unet/model.pt \\
+    python -m ldct_scripts.recipe.train_real_recipe evaluate --bundle unet_ldct --ckpt /data/run_unet/model.pt \\
         --pairs ../shared/real_ldct/dev_pairs.npz
-    python scripts/train_real_recipe.py export --bundle unet_ldct --ckpt /data/run_unet/model.pt
+    python -m ldct_scripts.recipe.train_real_recipe export --bundle unet_ldct --ckpt /data/run_unet/model.pt
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from ldct_scripts import REPO as ROOT
+from ldct_scripts.bundle_import import activate_bundle_scripts
 logger = logging.getLogger("train_real_recipe")
 
 #: Siemens SOMATOM Definition AS (the AAPM–Mayo scanner), from the DICOM headers: SOD and SDD in mm.
@@ -207,12 +208,13 @@ def load_network(bundle: str, ckpt: str | None = None) -> torch.nn.Module:
     """The bundle's network as its ``inference.json`` defines it, with weights from ``ckpt`` if given.
 
     ``ckpt`` is a state dict (``models/model.pt``) or a checkpoint of ``train`` (``{"model": ...}``).
-    The bundle folder goes first on ``sys.path`` (its ``scripts`` package), so one process loads one bundle.
+    The bundle's ``scripts`` package becomes the one imported as ``scripts`` (its config names
+    ``scripts.networks``), so one process loads one bundle.
     """
     from monai.bundle import ConfigParser
 
     root = BUNDLES[bundle]
-    sys.path.insert(0, str(root))
+    activate_bundle_scripts(root)
     parser = ConfigParser()
     parser.read_config(str(root / "configs" / "inference.json"))
     parser["bundle_root"] = str(root)
