@@ -113,6 +113,26 @@ def _square(hu: np.ndarray) -> np.ndarray:
     return out
 
 
+def _phantom_slices(n: int, detail: str, seed: int) -> list:
+    """``n`` procedural phantoms (:func:`ldct_sim.phantoms.abdominal_phantom`, 512² at the dataset builder's
+    360 mm field of view, seeds ``[seed, k]``) as slices after the real ones, patient ``"phantom"``."""
+    if n < 0:
+        raise SystemExit(f"simulate: --phantoms must be >= 0, got {n}.")
+    if not n:
+        return []
+    from ldct_sim.dataset import PHANTOM_FOV_MM
+    from ldct_sim.phantoms import abdominal_phantom
+
+    out = []
+    for k in range(n):
+        try:
+            hu = abdominal_phantom(512, seed=[seed, k], detail=detail)
+        except ValueError as e:
+            raise SystemExit(f"simulate: --phantom-detail {detail!r}: {e}") from None
+        out.append((hu, PHANTOM_FOV_MM / 512, f"phantom_{detail.replace(',', '+')}_{k:04d}", "phantom", ""))
+    return out
+
+
 def parse_kernel(spec: str):
     """An FBP filter from its name (``"cosine"``) or ``"apod:S:Q"``, ldct_sim's ``ApodizedRamp(s_mm2=S, q_mm4=Q)``
     (the ramp times ``exp(S f² − Q f⁴)``, ``f`` in cycles/mm at the rotation axis: smooth for S < 0, edge-
@@ -152,8 +172,9 @@ def cmd_simulate(args) -> None:
         path, _, idx = spec.partition(":")
         indices = [int(i) for i in idx.split(",")] if idx else None
         slices += list(_npz_slices(path, args.npz_key, indices, args.spacing))
+    slices += _phantom_slices(args.phantoms, args.phantom_detail, args.seed)
     if not slices:
-        raise SystemExit("simulate: no input slices; pass --input and/or --npz.")
+        raise SystemExit("simulate: no input slices; pass --input, --npz and/or --phantoms.")
     out.mkdir(parents=True, exist_ok=True)
     mw = mu_water(60.0)
     manifest = []
@@ -562,6 +583,11 @@ def main(argv=None) -> None:
     s.add_argument("--input", nargs="*", help="normal-dose CT in HU: DICOM/NIfTI files or folders")
     s.add_argument("--npz", nargs="*", help="FILE[:i,j,...]: HU arrays (N, H, W) with a JSON sidecar, optional indices")
     s.add_argument("--npz-key", default=None, help="array name in the npz files (default: hu, else full_dose_hu)")
+    s.add_argument("--phantoms", type=int, default=0,
+                   help="also simulate this many procedural phantoms (512² at 0.70 mm, seeds [--seed, k]) after the real slices")
+    s.add_argument("--phantom-detail", default="rich",
+                   help="their detail: 'plain' (ellipses), 'rich' (vessels, bowel gas and contrast, fat stranding, "
+                        "trabecular bone) or comma-separated names of ldct_sim.phantoms.RICH_FEATURES")
     s.add_argument("--spacing", type=float, default=None, help="pixel spacing in mm where none is recorded")
     s.add_argument("--out", required=True, help="output folder (keep it outside any repository)")
     s.add_argument("--realisations", type=int, default=2, help="draws per slice (pixel size, kernels, noise)")
