@@ -113,6 +113,16 @@ def _rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
+def _random_batches(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """``args.iters`` seeded ``{"image", "label"}`` batches: uniform images and labels 0.05 of noise away."""
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    batches = []
+    for _ in range(args.iters):
+        x = torch.rand(args.batch, 1, args.size, args.size, generator=gen)
+        batches.append({"image": x.to(device), "label": (x + 0.05 * torch.randn(x.shape, generator=gen)).to(device)})
+    return batches
+
+
 def time_training(args: argparse.Namespace, device: torch.device, amp: bool) -> dict:
     """Images/s of the plain PyTorch loop and of ``SupervisedTrainer`` on the same model init and data.
 
@@ -127,11 +137,7 @@ def time_training(args: argparse.Namespace, device: torch.device, amp: bool) -> 
     net_class = load_network_class()
     torch.manual_seed(args.seed)
     init = net_class().state_dict()
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    batches = []
-    for _ in range(args.iters):
-        x = torch.rand(args.batch, 1, args.size, args.size, generator=gen)
-        batches.append({"image": x.to(device), "label": (x + 0.05 * torch.randn(x.shape, generator=gen)).to(device)})
+    batches = _random_batches(args, device)
 
     def fresh():
         net = net_class().to(device).train()
@@ -189,15 +195,9 @@ def time_training(args: argparse.Namespace, device: torch.device, amp: bool) -> 
             sync()
             out.append((time.perf_counter() - t0) / args.iters)
     p_s, i_s = min(plain), min(ignite)
-    return {
-        "iterations": args.iters,
-        "rounds": args.rounds,
-        "plain_seconds_per_iteration_rounds": plain,
-        "trainer_seconds_per_iteration_rounds": ignite,
-        "plain_images_per_second": args.batch / p_s,
-        "trainer_images_per_second": args.batch / i_s,
-        "trainer_overhead": i_s / p_s - 1.0,
-    }
+    return {"iterations": args.iters, "rounds": args.rounds, "plain_seconds_per_iteration_rounds": plain,
+            "trainer_seconds_per_iteration_rounds": ignite, "plain_images_per_second": args.batch / p_s,
+            "trainer_images_per_second": args.batch / i_s, "trainer_overhead": i_s / p_s - 1.0}
 
 
 def time_precision(args: argparse.Namespace, device: torch.device) -> dict:
