@@ -26,7 +26,7 @@ each a subcommand; all randomness is seeded; every stage can be re-run and resum
    ``--save-every`` seconds that a re-run resumes from.
 3. ``evaluate``: body RMSE (full dose > −500 HU) on real pairs (``--pairs`` npz as in
    ``../shared/real_ldct``), per kernel, vs the input and vs the best Gaussian blur: an in-process quick
-   look; ``scripts/bench_real.py`` is the benchmark of record (it runs the bundles as users run them).
+   look; ``scripts/bench/bench_real.py`` is the benchmark of record (it runs the bundles as users run them).
 4. ``export``: writes a checkpoint's network weights in the bundle's ``models/model.pt`` format (CPU
    tensors; the U-Net in float16, as shipped).
 
@@ -508,7 +508,7 @@ def _add_train_args(sub) -> None:
 
 # ------------------------------------------------------------------------------------------------ evaluate
 def body_rmse(pred: np.ndarray, ref: np.ndarray) -> float:
-    """RMSE in HU over the body (``ref > −500`` HU), as ``scripts/bench_real.py`` measures it."""
+    """RMSE in HU over the body (``ref > −500`` HU), as ``scripts/bench/bench_real.py`` measures it."""
     body = ref > -500
     return float(np.sqrt(np.mean((pred[body] - ref[body]) ** 2)))
 
