@@ -114,7 +114,9 @@ def stage_real_train(args, results: Path, data: Path, progress) -> None:
             progress.advance()
             continue
         if method == "unet":
-            iterations = max(1, args.max_epochs * args.patches_per_epoch // args.batch_size)
+            # the U-Net bundle's loader yields min(batch, training slices) patches per iteration (one per slice)
+            n_slices = len(json.loads((data / "source" / PROFILE / "datalist.json").read_text())["training"])
+            iterations = max(1, args.max_epochs * args.patches_per_epoch // min(args.batch_size, n_slices))
             run_bundle(UNET_BUNDLE, ["run", "--config_file", "['configs/train.json','configs/finetune.json']"],
                        stage.log_path(method), desc="train s2r_unet", progress=progress, total_steps=iterations,
                        step_pattern=r"Iter: (\d+)/", overrides={
