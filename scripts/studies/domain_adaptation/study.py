@@ -1,0 +1,321 @@
+"""The cross-domain study's runner: its units (what runs, what it reads, what it needs first) on the engine
+(:mod:`ldct_scripts.studies.engine`), and the bundle commands they run. The real target's units are in :mod:`.real`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from ldct_scripts.studies.engine import (
+    ResultsLock,
+    StudyError,
+    StudyProgress,
+    Unit,
+    UnitState,
+    bundle_command,
+    file_digest,
+    read_json,
+    run_logged,
+    setup_logging,
+    study_provenance,
+    write_json,
+)
+
+from . import stages
+from .config import CPCE_BUNDLE, DIRECTIONS, METHODS, UNET_BUNDLE, Config
+
+__all__ = ["DomainAdaptationStudy"]
+
+log = logging.getLogger("study")
+
+_CPCE_EPOCH = re.compile(r"Epoch\[(\d+)\] Complete")
+_UNET_ITER = re.compile(r"Epoch: (\d+)/\d+, Iter: (\d+)/(\d+)")
+
+
+class DomainAdaptationStudy:
+    """Runs the stages of one :class:`~.config.Config` (two simulated domains) under ``config.results_dir``.
+
+    Args:
+        config: the run's settings.
+    """
+
+    def __init__(self, config: Config):
+        self.cfg = config
+        self.root = Path(config.results_dir)
+        self.state_dir = self.root / "state"
+        self.data_dir = self.root / "data"
+        self.tables = self.root / "tables"
+        self.figures = self.root / "figures"
+        self.progress: StudyProgress | None = None
+        self.outcome: dict[str, str] = {}
+
+    # ---- machinery ------------------------------------------------------------------------------
+    def log_path(self, stage: str, name: str) -> Path:
+        """``logs/<stage>/<name>.log``: the log of one unit's command.
+
+        Args:
+            stage: the unit's stage.
+            name: the log's name.
+        """
+        return self.root / "logs" / stage / f"{name}.log"
+
+    def run_command(self, uid: str, argv: list, log_path: Path, cwd=None, total: int | None = None,
+                    pattern: re.Pattern | None = None) -> float:
+        """Run a command logged to ``log_path`` (its command line first), showing its step when ``pattern`` matches.
+
+        Args:
+            uid: the running unit's id.
+            argv: the command.
+            log_path: its log (appended to).
+            cwd: its working folder; default the cross-domain bundle (``monai.bundle`` runs a bundle from its folder).
+            total: the steps of the unit, for the progress line.
+            pattern: a regex on the output: one group (the step), or three (epoch, iteration, iterations per epoch).
+        """
+        def on_line(line):
+            m = pattern.search(line) if pattern else None
+            if m and total:
+                g = [int(v) for v in m.groups()]
+                self.progress.step(uid, g[0] if len(g) == 1 else (g[0] - 1) * g[2] + g[1], total)
+
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        return run_logged([str(a) for a in argv], log_path, cwd=cwd or CPCE_BUNDLE, env=env, on_line=on_line)
+
+    def unit(self, stage: str, name: str, settings: dict, upstream: dict, work, kind: str, weight: float = 1.0) -> dict:
+        """Run ``work(unit_id) -> (outputs, note)`` unless its marker says it is done; returns the marker.
+
+        Units that only derive tables, figures or the report (kind ``tables``/``report``) are redone when their
+        settings change; the others (data, training) refuse a results folder made with other settings.
+
+        Args:
+            stage: the unit's stage.
+            name: the unit's name.
+            settings: what determines its outputs.
+            upstream: ``{name: digest}`` of the units it reads.
+            work: the function that does it.
+            kind: ``simulate``, ``train``, ``infer``, ``tables`` or ``report``.
+            weight: its estimated cost, for the ETA.
+        """
+        state = UnitState(self.state_dir, stage, name, settings, upstream, strict=kind not in ("infer", "tables", "report"))
+        unit = self.progress.add(Unit(stage, name, kind, weight))
+        status, marker = state.status()
+        if status == "done":
+            if unit.id not in self.outcome:
+                self.progress.skip(unit.id, f"done, {state.done_path.relative_to(self.root)}")
+                self.outcome[unit.id] = "skipped"
+            return marker
+        if status == "stale":
+            log.info("%s: an input changed or an output is missing since it ran; running it again", unit.id)
+        state.start()
+        self.progress.start(unit.id)
+        t0 = time.time()
+        outputs, note = work(unit.id)
+        marker = state.finish(outputs, time.time() - t0)
+        self.progress.finish(unit.id, note)
+        self.outcome[unit.id] = "ran"
+        return marker
+
+    def require(self, stage: str, name: str, settings: dict, upstream: dict, hint: str) -> dict:
+        """The marker of a finished prerequisite, or a StudyError saying which stage to run.
+
+        Args:
+            stage: its stage.
+            name: its name.
+            settings: its settings.
+            upstream: its upstream digests.
+            hint: what to do when it is not done.
+        """
+        status, marker = UnitState(self.state_dir, stage, name, settings, upstream).status()
+        if status != "done":
+            raise StudyError(f"{stage}/{name} is {'out of date' if status == 'stale' else 'not done'}; {hint}")
+        return marker
+
+    # ---- running --------------------------------------------------------------------------------
+    def plan(self) -> list[Unit]:
+        """Every unit of the requested stages, with a work estimate (pixels × epochs or iterations)."""
+        c = self.cfg
+        n2, units = c.n_pixels**2, []
+        if "data" in c.stages:
+            units.append(Unit("data", "domains", "simulate", 2 * (c.n_train + c.n_validation + c.n_test) * n2))
+        if "train" in c.stages:
+            for d in c.directions:
+                units += [Unit("train", f"{d}_{m}", "train", c.max_epochs * c.n_train * n2) for m in c.methods]
+                if c.unet:
+                    units.append(Unit("train", f"{d}_unet", "train", c.unet_iterations * c.unet_batch_size * c.unet_patch_size**2))
+        if "evaluate" in c.stages:
+            units += [Unit("evaluate", f"unet_{d}", "infer", c.n_test * n2) for d in c.directions if c.unet]
+            units.append(Unit("evaluate", "table1", "tables", 2 * c.n_test * n2 * len(c.methods)))
+        units += [Unit(s, n, "tables" if s == "figures" else "report", n2)
+                  for s, n in (("figures", "examples"), ("report", "report")) if s in c.stages]
+        return units
+
+    def run(self) -> dict:
+        """Run the requested stages; returns ``{unit id: "ran" | "skipped"}``.
+
+        Raises:
+            StudyError: a unit failed, a prerequisite is missing, the folder holds other settings, or another
+                run holds the folder's lock.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with ResultsLock(self.root):
+            setup_logging(self.root / "logs" / "study.log")
+            c = self.cfg
+            write_json(self.root / "config.json", {"config": c.to_dict(), "provenance": study_provenance()})
+            log.info("cross-domain study in %s: preset %s, stages %s, directions %s, methods %s", self.root, c.preset,
+                     ",".join(c.stages), ",".join(c.directions), ",".join(c.methods))
+            self.progress = StudyProgress(self.plan())
+            try:
+                for stage in c.stages:
+                    getattr(self, f"stage_{stage}")()
+            finally:
+                self.progress.close()
+        ran = sum(v == "ran" for v in self.outcome.values())
+        log.info("finished: %d units run, %d skipped; results in %s", ran, len(self.outcome) - ran, self.root)
+        return self.outcome
+
+    # ---- data -----------------------------------------------------------------------------------
+    def _data_settings(self) -> dict:
+        c = self.cfg
+        return {k: getattr(c, k) for k in ("n_pixels", "n_views", "n_train", "n_validation", "n_test", "seed")}
+
+    def data_marker(self, run: bool = False) -> dict:
+        """The data unit (both domains, ``python -m scripts.domains`` of the cross-domain bundle): its marker,
+        after running it when ``run`` (else it must be done).
+
+        Args:
+            run: run the unit unless it is done.
+        """
+        if not run:
+            return self.require("data", "domains", self._data_settings(), {}, "run the study with --stages data first.")
+        c = self.cfg
+
+        def work(uid):
+            argv = [sys.executable, "-m", "scripts.domains", "--output_dir", self.data_dir, "--n_pixels", c.n_pixels,
+                    "--n_train", c.n_train, "--n_validation", c.n_validation, "--n_test", c.n_test, "--seed", c.seed]
+            argv += ["--n_views", c.n_views] if c.n_views else []
+            self.run_command(uid, argv, self.log_path("data", "domains"))
+            files = stages.write_unet_datalists(self.data_dir, DIRECTIONS)
+            return {"files": [str(f) for f in files], "digests": {f.name: file_digest(f) for f in files}}, "both domains"
+
+        return self.unit("data", "domains", self._data_settings(), {}, work, "simulate",
+                         2 * (c.n_train + c.n_validation + c.n_test) * c.n_pixels**2)
+
+    def stage_data(self) -> None:
+        """Simulate both domains."""
+        self.data_marker(run=True)
+
+    # ---- training -------------------------------------------------------------------------------
+    def _cpce_settings(self, method: str) -> dict:
+        c = self.cfg
+        settings = {"max_epochs": c.max_epochs, "batch_size": c.batch_size, "patch_size": f"[{c.patch_size},{c.patch_size}]",
+                    "val_interval": c.val_interval, "seed": c.seed, "num_workers": 0, "lambda_adv": c.lambda_adv,
+                    "lambda_align": c.lambda_align, **METHODS[method][1]}
+        if c.vgg_weights:
+            settings["vgg_weights"] = c.vgg_weights
+        else:
+            settings["use_perceptual"] = False
+        return settings
+
+    def _unet_settings(self) -> dict:
+        c = self.cfg
+        return {"num_iterations": c.unet_iterations, "val_interval": max(1, c.unet_iterations // 4),
+                "patch_size": c.unet_patch_size, "batch_size": c.unet_batch_size, "num_workers": 0, "seed": c.seed}
+
+    def train_marker(self, direction: str, method: str, run: bool = False) -> dict:
+        """One training unit (a CPCE method, or ``"unet"``) of one direction: its marker, after running it when ``run``.
+
+        Args:
+            direction: ``s2r`` or ``r2s``.
+            method: a key of ``METHODS``, or ``"unet"``.
+            run: run the unit unless it is done.
+        """
+        c, name = self.cfg, f"{direction}_{method}"
+        unet = method == "unet"
+        settings = {**(self._unet_settings() if unet else self._cpce_settings(method)), "bundle": "train.json"}
+        upstream = {"data": self.data_marker()["digest"]}
+        if not run:
+            return self.require("train", name, settings, upstream, "run the study with --stages train first.")
+        run_dir = self.root / "runs" / name
+        device = {"device": f"$torch.device('{c.device}')"}
+
+        def work(uid):
+            if unet:
+                overrides = {"dataset_dir": self.data_dir / f"unet_{direction}.json", "output_dir": run_dir,
+                             **self._unet_settings(), **device}
+                model, total, pattern = run_dir / "checkpoints" / "model.pt", c.unet_iterations, _UNET_ITER
+            else:
+                overrides = {"datalist": self.data_dir / f"datalist_{direction}.json", "ckpt_dir": run_dir,
+                             "output_dir": run_dir / "logs", **self._cpce_settings(method), **device}
+                model, total, pattern = run_dir / "model.pt", c.max_epochs, _CPCE_EPOCH
+            argv = bundle_command(["configs/train.json"], overrides)
+            self.run_command(uid, argv, self.log_path("train", name), UNET_BUNDLE if unet else CPCE_BUNDLE, total, pattern)
+            if not model.is_file():
+                raise StudyError(f"train {name}: the bundle finished without {model}; see {self.log_path('train', name)}.")
+            return {"files": [str(model)], "model": str(model), "model_digest": file_digest(model)}, f"{model.name} written"
+
+        weight = c.unet_iterations * c.unet_batch_size * c.unet_patch_size**2 if unet else c.max_epochs * c.n_train * c.n_pixels**2
+        return self.unit("train", name, settings, upstream, work, "train", weight)
+
+    def _trained(self) -> list[tuple[str, str]]:
+        """``(direction, method)`` of every training unit of the run, the U-Net last per direction."""
+        return [(d, m) for d in self.cfg.directions for m in (*self.cfg.methods, *(("unet",) if self.cfg.unet else ()))]
+
+    def stage_train(self) -> None:
+        """One run per direction and method (and the U-Net), the same budget for each."""
+        self.data_marker()  # a clear message when the data stage has not run
+        for direction, method in self._trained():
+            self.train_marker(direction, method, run=True)
+
+    # ---- evaluation, figures, report ------------------------------------------------------------
+    def unet_infer_marker(self, direction: str) -> dict:
+        """The U-Net's inference on one direction's target test inputs (its own ``configs/inference.json``).
+
+        Args:
+            direction: ``s2r`` or ``r2s``.
+        """
+        train = self.train_marker(direction, "unet")
+        upstream = {"train": train["digest"], "data": self.data_marker()["digest"]}
+
+        def work(uid):
+            return stages.unet_predictions(self, uid, direction, train["outputs"]["model"]), f"{direction} test inputs"
+
+        return self.unit("evaluate", f"unet_{direction}", {"direction": direction}, upstream, work, "infer")
+
+    def _derived_upstream(self) -> dict:
+        """Digests of every unit that tables and figures read."""
+        upstream = {f"train_{d}_{m}": self.train_marker(d, m)["digest"] for d, m in self._trained()}
+        upstream.update({f"unet_{d}": self.unet_infer_marker(d)["digest"] for d in self.cfg.directions if self.cfg.unet})
+        return upstream
+
+    def _derived_settings(self) -> dict:
+        c = self.cfg
+        return {"directions": list(c.directions), "methods": list(c.methods), "unet": c.unet, "version": 1}
+
+    def table_marker(self) -> dict:
+        """Table 1 (``tables/table1.{csv,md}``): every model on the target domain's test pairs, run unless done."""
+        upstream = self._derived_upstream()
+        return self.unit("evaluate", "table1", self._derived_settings(), upstream, lambda uid: stages.table_outputs(self, uid),
+                         "tables")
+
+    def stage_evaluate(self) -> None:
+        """Table 1 with the input, each method and the U-Net."""
+        self.table_marker()
+
+    def stage_figures(self) -> None:
+        """One test image per direction, every method, in the seed's display window with a zoomed ROI."""
+        self.unit("figures", "examples", self._derived_settings(), self._derived_upstream(),
+                  lambda uid: stages.figure_outputs(self), "tables")
+
+    def stage_report(self) -> None:
+        """``report.md``: the table beside the seed's, the reading, figures, settings and versions."""
+        from .report import write_report
+
+        upstream = {"table1": self.table_marker()["digest"]}
+        figures = read_json(self.state_dir / "figures" / "examples.json")
+        if isinstance(figures, dict):
+            upstream["figures"] = figures.get("digest")
+        settings = {"config": {k: v for k, v in self.cfg.to_dict().items() if k not in ("stages", "device")}, "version": 1}
+        self.unit("report", "report", settings, upstream, lambda uid: write_report(self), "report")
