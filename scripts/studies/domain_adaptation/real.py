@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ldct_scripts import REPO
-from ldct_scripts.studies.engine import StudyError, Unit, bundle_command, file_digest, write_table
+from ldct_scripts.studies.engine import StudyError, Unit, bundle_command, file_digest, read_json, write_table
 
 from . import analysis
 from .config import CPCE_BUNDLE, PROFILE, REAL_METHODS, UNET_BUNDLE
@@ -110,8 +110,13 @@ class RealTargetStudy(DomainAdaptationStudy):
 
     # ---- training -------------------------------------------------------------------------------
     def _iterations(self) -> int:
+        """The U-Net's iterations for the CPCE's number of source patches: the U-Net bundle's loader yields
+        ``min(batch, training slices)`` patches per iteration (one per slice)."""
         c = self.cfg
-        return max(1, c.max_epochs * c.patches_per_epoch // c.batch_size)
+        datalist = read_json(self.data_dir / "source" / PROFILE / "datalist.json")
+        if not isinstance(datalist, dict):
+            raise StudyError(f"no simulated source datalist in {self.data_dir / 'source' / PROFILE}; run --stages data first.")
+        return max(1, c.max_epochs * c.patches_per_epoch // min(c.batch_size, len(datalist["training"])))
 
     def _real_settings(self, method: str) -> dict:
         c = self.cfg
@@ -132,8 +137,8 @@ class RealTargetStudy(DomainAdaptationStudy):
             method: a key of ``REAL_METHODS`` other than ``shipped``.
             run: run the unit unless it is done.
         """
+        upstream = {"data": self.data_marker()["digest"]}  # first: the U-Net's settings read the simulated datalist
         c, name, settings = self.cfg, f"s2r_{method}", self._real_settings(method)
-        upstream = {"data": self.data_marker()["digest"]}
         if not run:
             return self.require("train", name, settings, upstream, "run the study with --stages train first.")
         run_dir, unet = self.root / "runs" / name, method == "unet"
