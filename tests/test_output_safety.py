@@ -95,9 +95,9 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
         assert exit_.value.code == 2
         assert f"argument {option}: {str(afile)!r} is a file; pass a folder" in capsys.readouterr().err
     # the cross-domain study, as users run it
-    r = subprocess.run([sys.executable, str(REPO / "scripts" / "domain_adaptation.py"), "--results_dir", str(afile / "x")],
+    r = subprocess.run([sys.executable, "-m", "ldct_scripts.studies.domain_adaptation", "--results-dir", str(afile / "x")],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and f"argument --results_dir: {str(afile / 'x')!r} lies under" in r.stderr
+    assert r.returncode == 2 and f"argument --results-dir: {str(afile / 'x')!r} lies under" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and afile.read_text() == "keep me"
 
 
