@@ -201,6 +201,11 @@ def test_evaluate_writes_per_image_metrics_and_a_summary(tiny, tmp_path):
     summary = json.loads((tmp_path / "labels" / "summary.json").read_text())
     assert summary["reference"] == "label" and summary["metrics"]["psnr_db"]["n"] == 2
     assert (tmp_path / "labels" / "summary.csv").read_text().startswith("metric,mean,std,n")
+    # MONAI's MetricsSaver reports of the same metric details (4 decimals), one pair of files per metric
+    raw = (tmp_path / "labels" / "psnr_db_raw.csv").read_text().splitlines()
+    assert raw[0] == "filename,class0,mean" and [r.split(",")[0] for r in raw[1:]] == ["test0", "test1"]
+    assert float(raw[1].split(",")[1]) == pytest.approx(float(first["psnr_db"]), abs=1e-4)
+    assert (tmp_path / "labels" / "residual_variance_summary.csv").read_text().startswith("class,mean,median")
     assert float(first["data_range"]) == pytest.approx(2 * MU_W)  # the fixed peak: +1000 HU in cm^-1
     # self-test: NRMSE, SSIM and residual variance against a model's output (the same model scores perfectly),
     # PSNR still against the label (the seed's equations 4-6)

@@ -56,28 +56,45 @@ def test_psnr_is_against_the_label_and_the_rest_against_the_self_test():
     assert same["psnr_db"] == pytest.approx(m["psnr_db"]) and same["nrmse_percent"] == pytest.approx(100 * 0.004 / 0.2)
 
 
-def test_metrics_writer_scores_psnr_against_the_label_with_a_reference_model(tmp_path):
+def test_metric_handlers_score_psnr_against_the_label_with_a_reference_model(tmp_path):
     """evaluate.json with --reference_ckpt: the old writer scored every metric against the reference (PSNR = inf
-    for a model compared with itself); now PSNR and RMSE use the label."""
+    for a model compared with itself); PSNR and RMSE use the label. The per-image values pass through MONAI's
+    metric details (IgniteMetricHandler, save_details=True) into the full-precision table."""
     import json
+
+    from ignite.engine import Engine
+    from monai.handlers import IgniteMetricHandler, from_engine
 
     handlers = bundle_scripts("unet_ldct").handlers
     label = torch.full((1, 16, 16), 0.20, dtype=torch.float64)
     pred = label + 0.01  # MSE vs label 1e-4
     out = {"pred": pred, "label": label, "reference": pred.clone()}
-    engine = type("E", (), {})()
-    engine.state = type("S", (), {"output": [out], "batch": [{"id": "a"}]})()
-    w = handlers.ImageMetricsWriter(str(tmp_path), reference_key="reference", label_key="label", name="t")
-    w.update(engine)
-    row = w.rows[0]
-    assert row["id"] == "a" and row["psnr_db"] == pytest.approx(10 * math.log10(0.4118**2 / 1e-4))
-    assert row["rmse"] == pytest.approx(0.01) and row["nrmse_percent"] == 0.0 and row["residual_variance"] == 0.0
-    w.write(engine)
+    engine = Engine(lambda e, b: [out])
+    for name in M.METRIC_NAMES:
+        y = "label" if name in ("psnr_db", "rmse", "data_range") else "reference"
+        IgniteMetricHandler(M.ImageMetric(name), output_transform=from_engine(["pred", y])).attach(engine, name)
+    w = handlers.MetricTableWriter(str(tmp_path), info={"reference": "reference", "psnr_reference": "label"}, name="t")
+    w.attach(engine)
+    engine.run([[{"id": "a"}]], max_epochs=1)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    row = dict(zip(rows[0].split(","), rows[1].split(",")))
+    assert row["id"] == "a" and float(row["psnr_db"]) == pytest.approx(10 * math.log10(0.4118**2 / 1e-4))
+    assert float(row["rmse"]) == pytest.approx(0.01) and float(row["nrmse_percent"]) == 0.0
+    assert float(row["residual_variance"]) == 0.0 and float(row["data_range"]) == 0.4118
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert (summary["reference"], summary["psnr_reference"], summary["data_range"]) == ("reference", "label", 0.4118)
-    with pytest.raises(KeyError, match=r"lacks \['label'\]"):
-        engine.state.output = [{"pred": pred, "reference": pred}]
-        w.update(engine)
+    assert (summary["reference"], summary["psnr_reference"], summary["metrics"]["psnr_db"]["n"]) == ("reference", "label", 1)
+    with pytest.raises(ValueError, match="must be one of"):
+        M.ImageMetric("psnr")
+
+
+def test_table_writer_names_the_missing_metric_details(tmp_path):
+    from ignite.engine import Engine
+
+    engine = Engine(lambda e, b: b)
+    bundle_scripts("unet_ldct").handlers.MetricTableWriter(str(tmp_path)).attach(engine)
+    with pytest.raises(KeyError, match="lacks .*'psnr_db'.*save_details=True"):
+        engine.run([{"id": "a"}], max_epochs=1)
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_nrmse_is_normalised_by_the_predicted_mean():

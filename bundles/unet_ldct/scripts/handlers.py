@@ -1,4 +1,4 @@
-"""Ignite handlers for the bundle: validation bookkeeping for resuming, per-image metrics to CSV, progress bar.
+"""Ignite handlers for the bundle: validation bookkeeping for resuming, the per-image metric table, progress bar.
 
 The resumable checkpoint itself is ``checkpoints.TrainingCheckpoint``.
 """
@@ -16,9 +16,9 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointSaver
 
-from .metrics import DEFAULT_PEAK_CM, METRIC_NAMES, image_metrics, summarize
+from .metrics import METRIC_NAMES, summarize
 
-__all__ = ["ValidationState", "ImageMetricsWriter", "ProgressBarHandler"]
+__all__ = ["ValidationState", "MetricTableWriter", "ProgressBarHandler"]
 
 
 class ValidationState:
@@ -71,117 +71,77 @@ class ValidationState:
             self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]
 
 
-class ImageMetricsWriter:
-    """Per-image PSNR, NRMSE, SSIM and residual variance of an evaluation, written to CSV with a summary.
+class MetricTableWriter:
+    """The per-image metrics of an evaluation as one full-precision table, with a summary.
 
-    Attach it to a ``SupervisedEvaluator`` whose postprocessing leaves ``pred_key``, ``reference_key``
-    and ``label_key`` in the same unit (the evaluate config uses cm⁻¹). After each iteration it scores
-    every image of the batch with :func:`scripts.metrics.image_metrics`: PSNR and RMSE against the
-    label, NRMSE, SSIM and residual variance against the reference (the seed's equations 4 to 6,
-    where the reference is the self-test output); when the run completes it
-    writes ``metrics.csv`` (one row per image, column ``id`` then :data:`METRIC_NAMES`),
-    ``summary.csv`` (``metric, mean, std, n``; sample standard deviation) and ``summary.json`` (strict
-    JSON: non-finite values, such as the infinite PSNR of identical images, become ``null``), and
-    logs ``mean ± std`` of each metric. The summary is also stored in ``engine.state.metric_summary``.
+    The metrics themselves are MONAI metric handlers (``IgniteMetricHandler`` over
+    :class:`scripts.metrics.ImageMetric`, ``save_details=True``), which leave each image's values in
+    ``engine.state.metric_details``; MONAI's ``MetricsSaver`` writes them as ``<metric>_raw.csv`` and
+    ``<metric>_summary.csv``. Those print 4 decimals, which would round a residual variance in cm⁻² (about
+    1e-5) to zero, so this handler writes the same values once more at full precision, when the epoch
+    completes: ``metrics.csv`` (one row per image, column ``id`` then :data:`scripts.metrics.METRIC_NAMES`),
+    ``summary.csv`` (``metric, mean, std, n``; sample standard deviation) and ``summary.json`` (strict JSON:
+    non-finite values, such as the infinite PSNR of identical images, become ``null``), and logs
+    ``mean ± std`` of each metric. The summary is also stored in ``engine.state.metric_summary``.
 
     Args:
         output_dir: folder for the files (created if needed).
-        pred_key: key of the image under test. Default ``"pred"``.
-        reference_key: key of the reference of NRMSE, SSIM and residual variance: ``"label"``
-            (normal-dose image) or a reference model's output, e.g. ``"reference"`` (the study's
-            self-test).
-        label_key: key of the normal-dose label that PSNR and RMSE are computed against. Default
-            ``"label"``; ``None``: the reference.
-        data_range: PSNR peak and SSIM ``L``: a number in the images' unit (default
-            :data:`scripts.metrics.DEFAULT_PEAK_CM`, 0.4118 cm⁻¹ = +1000 HU, fixed), or
-            ``"reference_max"`` / ``"reference_range"`` (grow with the label's noise).
-        ssim_window: ``"gaussian"`` (default), ``"uniform"`` or ``"global"``.
-        id_key: batch key naming each image (the datalist's ``"id"``); if absent, the file name of the
-            prediction's metadata is used.
-        metrics_file, summary_file: file names. Defaults ``"metrics.csv"`` and ``"summary.csv"``.
+        id_key: key of each decollated batch item naming the image (the datalist's ``"id"``); if absent,
+            the file name in the ``"image"`` item's metadata.
+        names: the ``metric_details`` columns, in order. Default :data:`scripts.metrics.METRIC_NAMES`.
+        info: extra entries of ``summary.json`` (the evaluate config records the references, the data range
+            and the SSIM window).
         name: logger name; default the engine's logger.
     """
 
-    def __init__(
-        self,
-        output_dir: str,
-        pred_key: str = "pred",
-        reference_key: str = "label",
-        label_key: str | None = "label",
-        data_range: float | str = DEFAULT_PEAK_CM,
-        ssim_window: str = "gaussian",
-        id_key: str = "id",
-        metrics_file: str = "metrics.csv",
-        summary_file: str = "summary.csv",
-        name: str | None = None,
-    ) -> None:
-        self.output_dir = output_dir
-        self.pred_key = pred_key
-        self.reference_key = reference_key
-        self.label_key = label_key or reference_key
-        self.data_range = data_range
-        self.ssim_window = ssim_window
-        self.id_key = id_key
-        self.metrics_file = metrics_file
-        self.summary_file = summary_file
+    def __init__(self, output_dir: str, id_key: str = "id", names: Sequence[str] = METRIC_NAMES,
+                 info: dict | None = None, name: str | None = None) -> None:
+        self.output_dir, self.id_key, self.names, self.info = output_dir, id_key, tuple(names), dict(info or {})
         self.logger = logging.getLogger(name)
         self._name = name
-        self.rows: list[dict] = []
+        self.ids: list[str] = []
 
     def attach(self, engine: Engine) -> None:
         if self._name is None:
             self.logger = engine.logger
-        engine.add_event_handler(Events.STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.update)
-        engine.add_event_handler(Events.COMPLETED, self.write)
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self.ids.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect_ids)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
 
-    def reset(self, engine: Engine | None = None) -> None:
-        self.rows = []
+    def collect_ids(self, engine: Engine) -> None:
+        batch = engine.state.batch
+        for item in [batch] if isinstance(batch, dict) else batch:
+            if self.id_key in item:
+                self.ids.append(str(item[self.id_key]))
+            else:
+                meta = getattr(item.get("image"), "meta", {}) or {}
+                self.ids.append(os.path.basename(str(meta.get("filename_or_obj", f"image_{len(self.ids)}"))))
 
-    def _image_id(self, batch_item, pred) -> str:
-        if isinstance(batch_item, dict) and self.id_key in batch_item:
-            return str(batch_item[self.id_key])
-        meta = getattr(pred, "meta", {}) or {}
-        return os.path.basename(str(meta.get("filename_or_obj", f"image_{len(self.rows)}")))
-
-    def update(self, engine: Engine) -> None:
-        outputs = engine.state.output
-        batches = engine.state.batch
-        if isinstance(outputs, dict):
-            outputs, batches = [outputs], [batches]
-        for i, out in enumerate(outputs):
-            missing = [k for k in (self.pred_key, self.reference_key, self.label_key) if k not in out]
-            if missing:
-                raise KeyError(f"ImageMetricsWriter: engine output lacks {missing}; it has {sorted(out)}.")
-            pred, ref, label = out[self.pred_key], out[self.reference_key], out[self.label_key]
-            row = {"id": self._image_id(batches[i] if i < len(batches) else None, pred)}
-            row.update(image_metrics(pred, ref, self.data_range, self.ssim_window, label=label))
-            self.rows.append(row)
-
-    def write(self, engine: Engine | None = None) -> dict:
+    def write(self, engine: Engine) -> dict:
+        details = getattr(engine.state, "metric_details", {})
+        missing = [k for k in self.names if k not in details]
+        if missing:
+            raise KeyError(f"MetricTableWriter: engine.state.metric_details lacks {missing}; it has {sorted(details)}. "
+                           "Attach an IgniteMetricHandler with save_details=True for each.")
+        columns = {k: torch.as_tensor(details[k]).double().reshape(-1).tolist() for k in self.names}
+        rows = [{"id": i, **{k: columns[k][n] for k in self.names}} for n, i in enumerate(self.ids)]
         os.makedirs(self.output_dir, exist_ok=True)
-        with open(os.path.join(self.output_dir, self.metrics_file), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", *METRIC_NAMES])
+        with open(os.path.join(self.output_dir, "metrics.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["id", *self.names])
             writer.writeheader()
-            writer.writerows(self.rows)
-        summary = summarize(self.rows)
-        with open(os.path.join(self.output_dir, self.summary_file), "w", newline="") as f:
+            writer.writerows(rows)
+        summary = summarize(rows, self.names)
+        with open(os.path.join(self.output_dir, "summary.csv"), "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["metric", "mean", "std", "n"])
-            for k, s in summary.items():
-                writer.writerow([k, s["mean"], s["std"], s["n"]])
-        with open(os.path.join(self.output_dir, os.path.splitext(self.summary_file)[0] + ".json"), "w") as f:
-            json.dump(
-                {"reference": self.reference_key, "psnr_reference": self.label_key,
-                 "data_range": self.data_range, "ssim_window": self.ssim_window,
-                 "metrics": {k: {kk: (None if isinstance(v, float) and not math.isfinite(v) else v) for kk, v in s.items()}
-                             for k, s in summary.items()}},
-                f, indent=2,
-            )
-        for k in ("psnr_db", "nrmse_percent", "ssim", "residual_variance"):
+            writer.writerows([k, s["mean"], s["std"], s["n"]] for k, s in summary.items())
+        finite = {k: {kk: (None if isinstance(v, float) and not math.isfinite(v) else v) for kk, v in s.items()}
+                  for k, s in summary.items()}
+        with open(os.path.join(self.output_dir, "summary.json"), "w") as f:
+            json.dump({**self.info, "metrics": finite}, f, indent=2)
+        for k in self.names:
             self.logger.info(f"{k}: {summary[k]['mean']:.6g} ± {summary[k]['std']:.3g} (n={summary[k]['n']})")
-        if engine is not None:
-            engine.state.metric_summary = summary
+        engine.state.metric_summary = summary
         return summary
 
 

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+from monai.metrics import CumulativeIterationMetric
 
 from . import image_quality
 from .image_quality import SSIM_WINDOWS, float64_pair
@@ -53,6 +54,7 @@ __all__ = [
     "ssim",
     "residual_variance",
     "image_metrics",
+    "ImageMetric",
     "summarize",
 ]
 
@@ -182,6 +184,52 @@ def image_metrics(
         "rmse": image_quality.rmse(p, lab),
         "data_range": peak,
     }
+
+
+class ImageMetric(CumulativeIterationMetric):
+    """One column of :data:`METRIC_NAMES` as a MONAI metric: one float64 value per image, mean as aggregate.
+
+    Wrapped in MONAI's ``IgniteMetricHandler`` with ``save_details=True`` (``configs/evaluate.json``), it puts
+    every image's value in ``engine.state.metric_details[name]``, where MONAI's ``MetricsSaver`` and
+    :class:`scripts.handlers.MetricTableWriter` read them. ``y`` is the label for ``"psnr_db"``, ``"rmse"``
+    and ``"data_range"`` and the reference (label or self-test output) for the others, as in
+    :func:`image_metrics`; both in the images' unit (cm⁻¹ in the bundle).
+
+    Args:
+        name: one of :data:`METRIC_NAMES`.
+        data_range: PSNR's ``MAX`` and SSIM's ``L``; see :func:`resolve_data_range`.
+        ssim_window: window of ``"ssim"`` (``"ssim_global"`` is always the whole-image equation 6).
+
+    Raises:
+        ValueError: an unknown ``name``.
+    """
+
+    def __init__(self, name: str, data_range: float | str = DEFAULT_PEAK_CM, ssim_window: str = "gaussian") -> None:
+        super().__init__()
+        if name not in METRIC_NAMES:
+            raise ValueError(f"ImageMetric: `name` must be one of {METRIC_NAMES}, got {name!r}.")
+        self.name, self.data_range, self.ssim_window = name, data_range, ssim_window
+
+    def _one(self, pred, y) -> float:
+        p, r = float64_pair(pred, y, f"ImageMetric({self.name})")
+        if self.name == "data_range":
+            return resolve_data_range(r, self.data_range)
+        if self.name in ("psnr_db", "rmse"):
+            return psnr(p, r, self.data_range) if self.name == "psnr_db" else image_quality.rmse(p, r)
+        if self.name in ("ssim", "ssim_global"):
+            window = self.ssim_window if self.name == "ssim" else "global"
+            return ssim(p, r, self.data_range, window=window)
+        return nrmse(p, r) if self.name == "nrmse_percent" else residual_variance(p, r)
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        """``(B, 1)`` float64 values of a ``(B, C, H, W)`` batch."""
+        if y is None:
+            raise ValueError(f"ImageMetric({self.name}) needs the reference image `y`.")
+        return torch.tensor([[self._one(p, t)] for p, t in zip(y_pred, y)], dtype=torch.float64)
+
+    def aggregate(self) -> torch.Tensor:  # type: ignore[override]
+        """Mean over the images so far (``inf`` if one PSNR is infinite)."""
+        return self.get_buffer().mean()
 
 
 def summarize(rows: Sequence[Mapping[str, float]], names: Sequence[str] = METRIC_NAMES) -> dict[str, dict[str, float]]:
