@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from ignite.engine import Engine, Events
-from monai.handlers import CheckpointSaver
+from ignite.handlers import Checkpoint, EarlyStopping
 
 from .metrics import METRIC_NAMES, summarize
 
@@ -25,47 +25,41 @@ class ValidationState:
     """The validation bookkeeping of a training run, as one object with ``state_dict``/``load_state_dict``.
 
     Saved with the interval checkpoints and restored by ``checkpoints.TrainingCheckpoint``, it carries across a
-    restart: the best score the best-model ``CheckpointSaver`` has seen (so a worse model after the
-    restart does not overwrite the best one), the ``EarlyStopHandler``'s patience counter and best
-    score, and the evaluator's ``best_metric``/``best_metric_epoch``. Each part is optional.
+    restart: the best score of the best-model ``Checkpoint`` (so a worse model after the restart does not
+    overwrite the best one), the ``EarlyStopping`` patience counter and best score, and the evaluator's
+    ``best_metric``/``best_metric_epoch``. Each part is optional. Only public API is used: ignite's
+    ``Checkpoint`` and ``EarlyStopping`` are serializable (``state_dict``/``load_state_dict``), and MONAI's
+    workflows keep the best metric in ``engine.state`` (``train.json`` uses these ignite handlers rather than
+    MONAI's ``CheckpointSaver``/``EarlyStopHandler``, which do not expose the objects holding that state).
 
     Args:
-        best_saver: the ``CheckpointSaver`` with ``save_key_metric=True`` attached to the evaluator.
-        early_stop: the ``EarlyStopHandler`` attached to the evaluator (after ``set_trainer``).
+        best_checkpoint: the ignite ``Checkpoint`` with a ``score_function`` attached to the evaluator.
+        early_stopping: the ignite ``EarlyStopping`` attached to the evaluator.
         evaluator: the validation engine.
     """
 
-    def __init__(self, best_saver: CheckpointSaver | None = None, early_stop=None, evaluator: Engine | None = None):
-        self.best_saver = best_saver
-        self.early_stop = early_stop
+    def __init__(self, best_checkpoint: Checkpoint | None = None, early_stopping: EarlyStopping | None = None,
+                 evaluator: Engine | None = None):
+        self.best_checkpoint = best_checkpoint
+        self.early_stopping = early_stopping
         self.evaluator = evaluator
-
-    def _best_checkpoint(self):
-        # MONAI's CheckpointSaver restores this state (load_state_dict) but does not expose it for saving
-        return getattr(self.best_saver, "_key_metric_checkpoint", None)
-
-    def _early_stopping(self):
-        return getattr(self.early_stop, "_handler", None)  # ignite EarlyStopping, made by set_trainer()
 
     def state_dict(self) -> dict:
         out: dict = {}
-        best = self._best_checkpoint()
-        if best is not None:
-            out["best_checkpoint"] = best.state_dict()
-        stopper = self._early_stopping()
-        if stopper is not None:
-            out["early_stopping"] = stopper.state_dict()
+        if self.best_checkpoint is not None:
+            out["best_checkpoint"] = self.best_checkpoint.state_dict()
+        if self.early_stopping is not None:
+            out["early_stopping"] = self.early_stopping.state_dict()
         if self.evaluator is not None:
             out["best_metric"] = float(self.evaluator.state.best_metric)
             out["best_metric_epoch"] = int(self.evaluator.state.best_metric_epoch)
         return out
 
     def load_state_dict(self, state: dict) -> None:
-        if "best_checkpoint" in state and self.best_saver is not None:
-            self.best_saver.load_state_dict(state["best_checkpoint"])
-        stopper = self._early_stopping()
-        if "early_stopping" in state and stopper is not None:
-            stopper.load_state_dict(state["early_stopping"])
+        if "best_checkpoint" in state and self.best_checkpoint is not None:
+            self.best_checkpoint.load_state_dict(state["best_checkpoint"])
+        if "early_stopping" in state and self.early_stopping is not None:
+            self.early_stopping.load_state_dict(state["early_stopping"])
         if "best_metric" in state and self.evaluator is not None:
             self.evaluator.state.best_metric = state["best_metric"]
             self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]
