@@ -32,6 +32,7 @@ from monai.transforms import LoadImage, LoadImaged, SaveImaged
 
 from .dicom_checks import _describe, _floats, _normal, _stem, find_series, is_dicom_input, pydicom, validate_series
 from .dicom_checks import DicomSeriesError, SeriesInfo, dicom_files, is_dicom_file, list_inputs  # noqa: F401 (re-exported)
+from .helpers import MU_WATER_60KEV
 
 __all__ = ["DicomSeriesError", "SeriesInfo", "MU_WATER_60KEV", "SOURCE_UNIT_KEY", "DICOM_FILES_KEY", "OUTPUT_NAME_KEY",
            "is_dicom_file", "dicom_files", "is_dicom_input", "list_inputs", "find_series", "validate_series",
@@ -44,8 +45,6 @@ logger = logging.getLogger(__name__)
 logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader: nvImageCodec decoder plugin", category=UserWarning)
 
-#: Water's linear attenuation in cm⁻¹ at 60 keV, the bundles' default ``mu_water``.
-MU_WATER_60KEV = 0.2059
 #: Meta keys: the unit the source stores (``"hu"`` for DICOM), a JSON list of the source DICOM files (in
 #: the order of the volume's last axis), and a DICOM input's output name.
 SOURCE_UNIT_KEY, DICOM_FILES_KEY, OUTPUT_NAME_KEY = "source_unit", "dicom_files", "output_name"
@@ -278,7 +277,7 @@ class LoadImageSeriesd(LoadImaged):
     Args:
         keys: image keys.
         unit: the unit the config expects, ``"mu"`` (cm⁻¹, default) or ``"hu"``.
-        mu_water: water's attenuation in cm⁻¹. Default 0.2059 (60 keV).
+        mu_water: water's attenuation in cm⁻¹. Default :data:`MU_WATER_60KEV` (60 keV).
         kwargs: passed to ``LoadImaged`` (``ensure_channel_first``, ...).
     """
 
@@ -341,7 +340,7 @@ class SaveImageSeriesd(SaveImaged):
         keys: image keys (``"pred"``).
         output_format: ``"nifti"`` or ``"dicom"``.
         unit: the unit of the images as they arrive, ``"mu"`` or ``"hu"``.
-        mu_water: water's attenuation in cm⁻¹. Default 0.2059.
+        mu_water: water's attenuation in cm⁻¹. Default :data:`MU_WATER_60KEV`.
         series_description, derivation_description: of written DICOM series.
         kwargs: passed to ``SaveImaged`` (``output_dir``, ``output_postfix``, ...).
 

@@ -4,7 +4,7 @@ Needs only torch, numpy and MONAI (inference imports this module; it never impor
 
 Units: images are linear attenuation in cm⁻¹ unless ``input_unit="hu"``; the network sees them
 scaled linearly so that the bundle's ``hu_window`` (default [-1024, 3072] HU) maps to [0, 1]:
-``mu = (HU / 1000 + 1) · mu_water`` (``mu_water`` = 0.2059 cm⁻¹ at 60 keV).
+``mu = (HU / 1000 + 1) · mu_water`` (``mu_water``: ``helpers.MU_WATER_60KEV`` cm⁻¹ at 60 keV).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
   of other phantoms at ``--synthetic_preset`` and ``--synthetic_i0``; each synthetic low-dose image is a
   normal-dose image plus a randomly chosen, randomly flipped/transposed noise image.
 
-Every image is linear attenuation in cm⁻¹ at 60 keV (water 0.2059 cm⁻¹), ``n_pixels × n_pixels``,
+Every image is linear attenuation in cm⁻¹ at 60 keV (water ``helpers.MU_WATER_60KEV`` cm⁻¹), ``n_pixels × n_pixels``,
 float32 NIfTI with the pixel size in its affine. The phantoms of every domain and split are distinct
 (disjoint seeds). Files and datalists (paths relative to ``output_dir``)::
 

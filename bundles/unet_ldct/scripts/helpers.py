@@ -1,7 +1,7 @@
 # Generated from bundles/common/helpers.py by `python bundles/common/sync.py`: edit it there, not here.
 """Small helpers the configs of both bundles call: switches, units, input discovery, checkpoints.
 
-Needs only numpy and the standard library (and ``dicom_series`` for DICOM series folders).
+Needs only numpy and the standard library (and ``dicom_checks`` for DICOM series folders).
 
 Units: attenuation ``mu`` in cm⁻¹ with ``mu = (HU / 1000 + 1) · mu_water``; Hounsfield units (HU).
 """
@@ -16,11 +16,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .dicom_series import MU_WATER_60KEV, list_inputs
+from .dicom_checks import list_inputs
 
 __all__ = ["MU_WATER_60KEV", "UNITS", "IMAGE_SUFFIXES", "as_bool", "intensity_range", "require_file", "list_images",
            "latest_checkpoint"]
 
+#: Water's linear attenuation in cm⁻¹ at 60 keV (NIST; ``ldct_sim.mu_water()``), the bundles' default
+#: ``mu_water``: the one place its value is written in the bundles' code (bundles do not import ``ldct_sim``).
+MU_WATER_60KEV = 0.2059
 #: Accepted image units: linear attenuation in cm⁻¹, or Hounsfield units.
 UNITS = ("mu", "hu")
 #: File endings read as images (NIfTI, DICOM, MetaImage, NRRD); folders of DICOM files are series.
@@ -53,7 +56,7 @@ def intensity_range(hu_window: Sequence[float] = (-1000.0, 0.0), input_unit: str
     Args:
         hu_window: ``[low, high]`` in HU, increasing. Default ``(-1000, 0)`` (air, water).
         input_unit: ``"mu"`` (cm⁻¹; default) or ``"hu"``, any case.
-        mu_water: water's linear attenuation in cm⁻¹, > 0. Default 0.2059 (60 keV).
+        mu_water: water's linear attenuation in cm⁻¹, > 0. Default :data:`MU_WATER_60KEV` (60 keV).
 
     Raises:
         ValueError: an unknown unit, a window that is not increasing, or a non-positive ``mu_water``.

@@ -11,7 +11,7 @@
   and refuse, naming the file and what it should hold, one that is not a state dict of tensors or does
   not fit the network.
 
-Units: attenuation ``mu`` in cm⁻¹ (air 0, water 0.2059 at 60 keV, dense bone below 1), Hounsfield units
+Units: attenuation ``mu`` in cm⁻¹ (air 0, water ``helpers.MU_WATER_60KEV`` at 60 keV, dense bone below 1), Hounsfield units
 (HU: air -1000, water 0). The unit guess uses the 1st and 99th percentiles of the pixel values, so a few
 metal or padding pixels do not decide it:
 

@@ -39,6 +39,7 @@ import torch
 from monai.metrics import CumulativeIterationMetric
 
 from . import image_quality
+from .helpers import MU_WATER_60KEV
 from .image_quality import SSIM_WINDOWS, float64_pair
 
 __all__ = [
@@ -58,8 +59,8 @@ __all__ = [
     "summarize",
 ]
 
-#: μ_water at 60 keV in cm⁻¹ (NIST, the study's energy; the bundle's ``mu_water``).
-MU_WATER_CM = 0.2059
+#: μ_water at 60 keV in cm⁻¹ (NIST, the study's energy; the bundle's ``mu_water``): ``helpers.MU_WATER_60KEV``.
+MU_WATER_CM = MU_WATER_60KEV
 #: The default PSNR peak and SSIM ``L`` in cm⁻¹: 2·μ_water, i.e. +1000 HU (air 0, water μ_water).
 #: Fixed, so that noise on the label cannot move it (see the module docstring).
 DEFAULT_PEAK_CM = 2.0 * MU_WATER_CM
