@@ -1,17 +1,12 @@
 """Metrics of the U-Net bundle (bundles/unet_ldct/scripts/metrics.py) against hand computations."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from bundle_loading import bundle_scripts
-
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct"
-
-
 
 M = bundle_scripts("unet_ldct").metrics
 

@@ -1,16 +1,11 @@
 """The seed paper's U-Net (bundles/unet_ldct/scripts/networks.py): architecture, sizes, padding, TorchScript."""
 
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from bundle_loading import bundle_scripts
-
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "unet_ldct"
-
-
 
 LDCTUNet = bundle_scripts("unet_ldct").networks.LDCTUNet
 
