@@ -81,7 +81,10 @@ class DomainAdaptationStudy:
                 g = [int(v) for v in m.groups()]
                 self.progress.step(uid, g[0] if len(g) == 1 else (g[0] - 1) * g[2] + g[1], total)
 
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # A fixed hash seed: `monai.bundle run` builds the U-Net bundle's training and validation datasets in an order
+        # that follows Python's string hashing (either first, run to run), which changes the random crops; fixed, the
+        # same config gives the same models, tables and figures, byte for byte.
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONHASHSEED="0")
         return run_logged([str(a) for a in argv], log_path, cwd=cwd or CPCE_BUNDLE, env=env, on_line=on_line)
 
     def unit(self, stage: str, name: str, settings: dict, upstream: dict, work, kind: str, weight: float = 1.0) -> dict:
