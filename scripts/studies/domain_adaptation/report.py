@@ -12,7 +12,7 @@ from pathlib import Path
 from ldct_scripts.studies.engine import read_json, study_provenance, write_text
 
 from . import analysis
-from .config import DIRECTIONS, PROFILE, SELECTION_RULE
+from .config import CPCE_BUNDLE, DIRECTIONS, PROFILE, SELECTION_RULE
 
 __all__ = ["write_report", "write_real_report", "fill"]
 
@@ -76,7 +76,9 @@ def write_real_report(study, rows: list[dict]) -> tuple[dict, str]:
     """
     c = study.cfg
     mask = read_json(study.root / "runs" / "s2r_adaptive" / "mask_report.json")
+    adapt = json.loads((CPCE_BUNDLE / "configs" / "adapt.json").read_text(encoding="utf-8"))  # the weights the runs used
     text = fill("report_real.md.in", {
+        "lambda_adv": f"{adapt['lambda_adv']:g}", "lambda_align": f"{adapt['lambda_align']:g}",
         **_common(study), "selection_rule": SELECTION_RULE, "profile": PROFILE, "max_epochs": c.max_epochs,
         "patches_per_epoch": c.patches_per_epoch, "patch_size": c.patch_size, "batch_size": c.batch_size,
         "n_views": c.n_views, "table": analysis.real_table(rows),

@@ -5,7 +5,7 @@ import json
 import types
 
 from ldct_scripts.studies.domain_adaptation import PRESETS, REAL_METHODS, report
-from ldct_scripts.studies.domain_adaptation.config import SELECTION_RULE, Config
+from ldct_scripts.studies.domain_adaptation.config import CPCE_BUNDLE, SELECTION_RULE, Config
 
 
 def _study(tmp_path, preset):
@@ -39,6 +39,8 @@ def test_real_report_states_rule_table_reading_and_mask(tmp_path):
     assert "+0.40 dB body PSNR, -1.0 HU body RMSE (seed B claims +3.7 dB S→R)" in text
     assert "- after adaptation: mean keep-probability source 0.500" in text and "not adaptive" in text
     assert '"preset": "real"' in text
+    adapt = json.loads((CPCE_BUNDLE / "configs" / "adapt.json").read_text())
+    assert f"λ_adv = {adapt['lambda_adv']:g} and λ_align = {adapt['lambda_align']:g} (`configs/adapt.json`)" in text
 
 
 def test_simulated_report_template_has_every_slot(tmp_path):
