@@ -147,3 +147,11 @@ def test_mask_report_measures_an_image_dependent_mask():
     assert entry["target"]["mean"] == pytest.approx([float(torch.sigmoid(torch.tensor(4.0)))] * 4)
     assert entry["max_domain_gap"] == pytest.approx(float(torch.sigmoid(torch.tensor(4.0))) - 0.5)
     assert entry["adaptive_mask"] is True
+
+    class NoTarget(list):  # a baseline run's dataset: source pairs only
+        target_data = []
+
+    baseline = S.adapt.MaskReport(rfm, NoTarget(data), out_dir="unused", n_images=3)
+    baseline._write = lambda: None
+    baseline._measure(None, "before")
+    assert baseline.report["adaptive_mask"] is False and "baseline" in baseline.report["note"]

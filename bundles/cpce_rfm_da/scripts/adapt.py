@@ -155,8 +155,9 @@ class MaskReport:
     @torch.no_grad()
     def _measure(self, engine, when: str) -> None:
         encoder = getattr(self.rfm, "encoder", None)
-        if encoder is None:
-            self.report = {"adaptive_mask": False, "note": "no adaptive mask in this run (rfm_mode is not 'adaptive')."}
+        if encoder is None or not getattr(self.dataset, "target_data", True):
+            why = "rfm_mode is not 'adaptive'" if encoder is None else "no target images (--baseline true)"
+            self.report = {"adaptive_mask": False, "note": f"no adaptive mask trained in this run ({why})."}
             self._write()
             return
         was_training = encoder.training
