@@ -105,11 +105,11 @@ def test_export_round_trips_and_refuses_foreign_weights(tmp_path):
 # ------------------------------------------------------------------------------------------------ real pairs
 #: body RMSE cut vs the quarter-dose input that the shipped weights must keep on central 256² crops of the
 #: first three B30f pairs and the D45f pair (all patient L506, held out of training), and the margin in
-#: points over a Gaussian blur of about the best σ. Measured at shipping (crops): U-Net 21 % / 47 %, CPCE
-#: 29 % / 48 %, Gaussian 13 % / 46 %. Issue 12 asks for 35 % and +10 points on both kernels: not reached yet
+#: points over a Gaussian blur of about the best σ. Measured at shipping (crops, U-Net 0.5.0 / CPCE 0.4.0):
+#: U-Net 23 % / 48 %, CPCE 30 % / 47 %, Gaussian 13 % / 46 %. Issue 12 asks for 35 % and +10 points on both kernels: not reached yet
 #: (the model cards say so); these floors keep what the shipped weights do from slipping.
-MIN_CUT = {"unet_ldct": {"B30f": 0.18, "D45f": 0.44}, "cpce_rfm_da": {"B30f": 0.25, "D45f": 0.44}}
-MIN_MARGIN = {"unet_ldct": {"B30f": 0.05, "D45f": 0.0}, "cpce_rfm_da": {"B30f": 0.10, "D45f": 0.0}}
+MIN_CUT = {"unet_ldct": {"B30f": 0.21, "D45f": 0.45}, "cpce_rfm_da": {"B30f": 0.28, "D45f": 0.45}}
+MIN_MARGIN = {"unet_ldct": {"B30f": 0.08, "D45f": 0.0}, "cpce_rfm_da": {"B30f": 0.14, "D45f": 0.0}}
 GAUSS_SIGMA = {"B30f": 0.6, "D45f": 0.7}  # about the best σ (pixels) per kernel on these pairs
 
 
