@@ -116,13 +116,14 @@ def stage_real_train(args, results: Path, data: Path, progress) -> None:
         if method == "unet":
             # the U-Net bundle's loader yields min(batch, training slices) patches per iteration (one per slice)
             n_slices = len(json.loads((data / "source" / PROFILE / "datalist.json").read_text())["training"])
-            iterations = max(1, args.max_epochs * args.patches_per_epoch // min(args.batch_size, n_slices))
+            per_epoch = max(1, args.patches_per_epoch // min(args.batch_size, n_slices))  # validation once an "epoch"
+            iterations = per_epoch * args.max_epochs
             run_bundle(UNET_BUNDLE, ["run", "--config_file", "['configs/train.json','configs/finetune.json']"],
                        stage.log_path(method), desc="train s2r_unet", progress=progress, total_steps=iterations,
                        step_pattern=r"Iter: (\d+)/", overrides={
                            "dataset_dir": data / "source" / PROFILE, "output_dir": run_dir,
                            "train_fraction": 1.0, "num_iterations": iterations,
-                           "val_interval": max(1, iterations // args.max_epochs), "early_stop_patience": 1000,
+                           "val_interval": per_epoch, "early_stop_patience": 1000,
                            "patch_size": args.patch_size, "batch_size": args.batch_size, "num_workers": 0,
                            "seed": args.seed, "device": f"$torch.device('{args.device}')"})
         else:
