@@ -109,20 +109,24 @@ class RealTargetStudy(DomainAdaptationStudy):
         return self.unit("data", "real", settings, self._pairs(), work, "simulate")
 
     # ---- training -------------------------------------------------------------------------------
-    def _iterations(self) -> int:
-        """The U-Net's iterations for the CPCE's number of source patches: the U-Net bundle's loader yields
-        ``min(batch, training slices)`` patches per iteration (one per slice)."""
+    def _per_epoch(self) -> int:
+        """The U-Net's iterations per "epoch" (one validation each) for the CPCE's number of source patches: the
+        U-Net bundle's loader yields ``min(batch, training slices)`` patches per iteration (one per slice)."""
         c = self.cfg
         datalist = read_json(self.data_dir / "source" / PROFILE / "datalist.json")
         if not isinstance(datalist, dict):
             raise StudyError(f"no simulated source datalist in {self.data_dir / 'source' / PROFILE}; run --stages data first.")
-        return max(1, c.max_epochs * c.patches_per_epoch // min(c.batch_size, len(datalist["training"])))
+        return max(1, c.patches_per_epoch // min(c.batch_size, len(datalist["training"])))
+
+    def _iterations(self) -> int:
+        """The U-Net's iterations: a whole number of validation intervals (its ``train.json`` requires it)."""
+        return self._per_epoch() * self.cfg.max_epochs
 
     def _real_settings(self, method: str) -> dict:
         c = self.cfg
         if method == "unet":
             n = self._iterations()
-            return {"train_fraction": 1.0, "num_iterations": n, "val_interval": max(1, n // c.max_epochs),
+            return {"train_fraction": 1.0, "num_iterations": n, "val_interval": self._per_epoch(),
                     "early_stop_patience": 1000, "patch_size": c.patch_size, "batch_size": c.batch_size, "num_workers": 0,
                     "seed": c.seed, "bundle": "train.json+finetune.json"}
         return {"max_epochs": c.max_epochs, "patches_per_epoch": c.patches_per_epoch, "batch_size": c.batch_size,

@@ -34,8 +34,9 @@ def test_unet_sees_the_cpce_number_of_source_patches(study):
     datalist = study.data_dir / "source" / PROFILE / "datalist.json"
     datalist.parent.mkdir(parents=True)
     datalist.write_text(json.dumps({"training": [{"image": f"{i}.nii.gz"} for i in range(3)]}))
-    # 8 epochs x 384 patches; the U-Net's loader yields min(batch 16, 3 slices) = 3 patches per iteration
-    assert study._iterations() == 8 * 384 // 3
+    # 8 epochs x 384 patches; the U-Net's loader yields min(batch 16, 3 slices) = 3 patches per iteration, and
+    # validates once an "epoch": its train.json wants a whole number of validation intervals
+    assert study._iterations() == (384 // 3) * 8 and study._real_settings("unet")["val_interval"] == 384 // 3
 
 
 def test_training_before_the_data_stage_names_the_stage(study):
