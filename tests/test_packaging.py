@@ -30,21 +30,16 @@ def test_every_package_folder_is_listed_under_its_import_name():
 
 
 def test_the_orchestration_code_imports_under_its_own_name():
-    for name in ("ldct_scripts.studies.engine", "ldct_scripts.bundle_import", "ldct_scripts.zoo.package_bundle",
+    for name in ("ldct_scripts.studies.engine", "ldct_scripts.studies.domain_adaptation", "ldct_scripts.bundle_import", "ldct_scripts.zoo.package_bundle",
                  "ldct_scripts.examples.demo_simulation", "ldct_scripts.bench.bench_sim", "ldct_scripts.deploy_app.app"):
         module = importlib.import_module(name)
         assert Path(module.__file__).resolve().is_relative_to(ROOT / "scripts"), name
 
 
-#: Files that still edit sys.path or load modules by file path: the lead's runners and their test, until they
-#: move into scripts/studies/ and scripts/bench/ (issue 14). Take a name off this list when its file moves.
-NOT_MOVED_YET = {"scripts/study_tools.py", "scripts/domain_adaptation.py"}
-
-
 def test_no_path_hacks_outside_the_one_import_helper():
     import re
 
-    allowed = {"scripts/bundle_import.py", "tests/conftest.py"} | NOT_MOVED_YET
+    allowed = {"scripts/bundle_import.py", "tests/conftest.py"}
     pattern = re.compile(r"sys\.path\.(insert|append)\(|spec_from_file_location\(")
     found = sorted(str(p.relative_to(ROOT)) for folder in ("scripts", "tests", "ldct_sim") for p in (ROOT / folder).rglob("*.py")
                    if pattern.search(p.read_text(encoding="utf-8")))

@@ -1,5 +1,4 @@
-"""``engine.files`` and ``ldct_scripts.files``: strict JSON, atomic writes, tolerant reads; the
-``study_common`` shim the older runners still import."""
+"""``engine.files`` and ``ldct_scripts.files``: strict JSON, atomic writes, tolerant reads."""
 
 import json
 import math
@@ -31,9 +30,3 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["t.txt"]
     assert atomic_write(target, b"new").read_bytes() == b"new"
 
-
-def test_study_common_shim_re_exports_the_engine():
-    """``bench_real.py``, ``study_tools.py`` and ``domain_adaptation.py`` still import ``study_common`` by file."""
-    import ldct_scripts.study_common as shim
-
-    assert shim.UnitState is sc.UnitState and shim.write_text is sc.write_text and set(sc.__all__) <= set(shim.__all__)
