@@ -135,7 +135,37 @@ def abdominal_phantom(
     j = lambda scale=0.03: rng.uniform(-scale, scale)  # noqa: E731 - small anatomical jitter
     xx, yy = _grid(n, supersample)
     img = np.full(xx.shape, HU_AIR, dtype=np.float64)
+    bw, bh, fat_t, inner, cavity = _body(img, xx, yy, j)
+    organs, loops = _organs(img, xx, yy, rng, j, cavity)
+    sy, aorta, ivc = _spine_and_vessels(img, xx, yy, rng, j, inner)
+    # ribs: small bone ellipses along the body outline
+    ribs = []
+    for t in np.linspace(0.15, np.pi - 0.15, 8):
+        cx, cy = (bw - fat_t - 0.035) * np.cos(t), (bh - fat_t - 0.035) * np.sin(t)
+        ribs.append((cx, cy, t))
+        img[_ellipse(xx, yy, cx, cy, 0.025, 0.018, t)] = 600.0
+    if features:
+        geo = {"liver": organs[0], "stomach": organs[2], "loops": loops, "sy": sy, "aorta": aorta, "ivc": ivc,
+               "ribs": ribs, "cavity": cavity}
+        # order matters only through the masks: vessels before stranding keep the septa out of the vessels
+        for name in ("vessels", "bowel", "trabecular", "stranding"):
+            if name in features:
+                _RICH[name](img, xx, yy, geo, frng[name])
+    _lesions(img, xx, yy, rng, organs[0], organs[1], n_lesions)
+    if texture_hu > 0:
+        sigma = 0.008 * xx.shape[0]  # ~0.4% of the FOV: about 1.3 mm at a 320 mm field of view
+        tex = gaussian_filter(rng.standard_normal(xx.shape), sigma)
+        tex *= texture_hu / max(tex.std(), 1e-12)
+        soft = (img > -200.0) & (img < 200.0)
+        img[soft] += tex[soft]
+    return _downsample(img, supersample).astype(np.float32)
 
+
+# The parts of :func:`abdominal_phantom`, in the order they draw from its ``rng`` (the order fixes the
+# default arrays, whose hashes tests/test_phantoms.py checks). ``j(scale)`` is its jitter draw.
+def _body(img, xx, yy, j):
+    """Paint body outline (subcutaneous fat), muscle wall and visceral fat; return the outline's
+    half-axes ``bw, bh``, the fat thickness and the ``inner`` and ``cavity`` masks."""
     bw, bh = 0.86 + j(0.04), 0.62 + j(0.05)
     body = _ellipse(xx, yy, 0, j(0.02), bw, bh)
     img[body] = -100.0  # subcutaneous fat
@@ -144,7 +174,12 @@ def abdominal_phantom(
     img[inner] = 45.0  # muscle wall and soft tissue
     cavity = _ellipse(xx, yy, 0, 0.02, bw - fat_t - 0.07, bh - fat_t - 0.07)
     img[cavity] = -80.0  # visceral fat
+    return bw, bh, fat_t, inner, cavity
 
+
+def _organs(img, xx, yy, rng, j, cavity):
+    """Paint liver, spleen, stomach (with gas), pancreas, kidneys and bowel loops; return the organs
+    ``(HU, cx, cy, ax, ay, angle)`` and the loops ``(cx, cy, ax, ay)``."""
     organs = [
         # (HU, cx, cy, ax, ay, angle)
         (60.0, -0.32 + j(), 0.12 + j(), 0.36 + j(), 0.30 + j(), 0.3 + j(0.2)),  # liver (patient's right = image left)
@@ -172,7 +207,12 @@ def abdominal_phantom(
         img[loop] = 35.0
         if rng.random() < 0.6:
             img[_ellipse(xx, yy, cx, cy, r * 0.55, r * 0.45) & cavity] = -900.0
-    # spine and paraspinal muscles
+    return organs, loops
+
+
+def _spine_and_vessels(img, xx, yy, rng, j, inner):
+    """Paint spine, paraspinal muscles, aorta, IVC and small enhancing branches; return the spine's
+    ``sy``, the aorta ``(cx, cy, r)`` and the IVC ``(cx, cy)``."""
     sy = -0.42 + j(0.02)
     for side in (-1, 1):
         img[_ellipse(xx, yy, side * 0.16, sy - 0.05, 0.11, 0.09) & inner] = 55.0
@@ -187,21 +227,11 @@ def abdominal_phantom(
     for _ in range(6):
         cx, cy = rng.uniform(-0.5, -0.15), rng.uniform(-0.05, 0.3)
         img[_ellipse(xx, yy, cx, cy, 0.012, 0.012)] = 170.0
-    # ribs: small bone ellipses along the body outline
-    ribs = []
-    for t in np.linspace(0.15, np.pi - 0.15, 8):
-        cx, cy = (bw - fat_t - 0.035) * np.cos(t), (bh - fat_t - 0.035) * np.sin(t)
-        ribs.append((cx, cy, t))
-        img[_ellipse(xx, yy, cx, cy, 0.025, 0.018, t)] = 600.0
-    if features:
-        geo = {"liver": organs[0], "stomach": organs[2], "loops": loops, "sy": sy, "aorta": aorta, "ivc": ivc,
-               "ribs": ribs, "cavity": cavity}
-        # order matters only through the masks: vessels before stranding keep the septa out of the vessels
-        for name in ("vessels", "bowel", "trabecular", "stranding"):
-            if name in features:
-                _RICH[name](img, xx, yy, geo, frng[name])
-    # lesions in liver and spleen, low contrast
-    liver, spleen = organs[0], organs[1]
+    return sy, aorta, ivc
+
+
+def _lesions(img, xx, yy, rng, liver, spleen, n_lesions: int) -> None:
+    """Paint ``n_lesions`` small low-contrast lesions, alternately in liver and spleen."""
     for k in range(n_lesions):
         host = liver if k % 2 == 0 else spleen
         r_frac = rng.uniform(0.0, 0.55)
@@ -211,14 +241,6 @@ def abdominal_phantom(
         size = rng.uniform(0.015, 0.04)
         contrast = rng.choice([-1, 1]) * rng.uniform(10.0, 40.0)
         img[_ellipse(xx, yy, cx, cy, size, size)] = host[0] + contrast
-
-    if texture_hu > 0:
-        sigma = 0.008 * xx.shape[0]  # ~0.4% of the FOV: about 1.3 mm at a 320 mm field of view
-        tex = gaussian_filter(rng.standard_normal(xx.shape), sigma)
-        tex *= texture_hu / max(tex.std(), 1e-12)
-        soft = (img > -200.0) & (img < 200.0)
-        img[soft] += tex[soft]
-    return _downsample(img, supersample).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------ rich detail
