@@ -120,28 +120,8 @@ class DomainAdaptationTrainer(Trainer):
         optim_set_to_none: bool = False,
     ):
         align, adversarial = bool(align), bool(adversarial)
-        if representation not in ("features", "output"):
-            raise ValueError(
-                "DomainAdaptationTrainer: `representation` must be either 'features' or 'output', "
-                f"got {representation!r}."
-            )
-        if align and representation == "features" and not callable(getattr(network, "forward_with_features", None)):
-            raise ValueError(
-                "DomainAdaptationTrainer: `representation='features'` needs a network with "
-                "`forward_with_features(x) -> (pred, features)`; use representation='output' for other denoisers."
-            )
-        if align and align_discriminator is None:
-            raise ValueError("DomainAdaptationTrainer: `align=True` needs an `align_discriminator`.")
-        if adversarial and image_discriminator is None:
-            raise ValueError("DomainAdaptationTrainer: `adversarial=True` needs an `image_discriminator`.")
-        if (align or adversarial) and (d_optimizer is None or d_loss_function is None):
-            raise ValueError(
-                "DomainAdaptationTrainer: the alignment and adversarial terms need `d_optimizer` and `d_loss_function`."
-            )
-        if isinstance(d_train_steps, bool) or not isinstance(d_train_steps, int) or d_train_steps < 1:
-            raise ValueError(
-                f"DomainAdaptationTrainer: `d_train_steps` must be a positive integer, got {d_train_steps!r}."
-            )
+        self._check_args(network, representation, align, adversarial, align_discriminator, image_discriminator,
+                         d_optimizer, d_loss_function, d_train_steps)
         kwargs: dict[str, Any] = {}
         if metric_cmp_fn is not None:
             kwargs["metric_cmp_fn"] = metric_cmp_fn
@@ -174,6 +154,33 @@ class DomainAdaptationTrainer(Trainer):
         self.image_key, self.label_key, self.target_key = image_key, label_key, target_key
         self.optim_set_to_none = optim_set_to_none
 
+    @staticmethod
+    def _check_args(network, representation, align, adversarial, align_discriminator, image_discriminator,
+                    d_optimizer, d_loss_function, d_train_steps) -> None:
+        """Refuse a term that is on without the module it needs, an unknown representation, a bad ``d_train_steps``."""
+        if representation not in ("features", "output"):
+            raise ValueError(
+                "DomainAdaptationTrainer: `representation` must be either 'features' or 'output', "
+                f"got {representation!r}."
+            )
+        if align and representation == "features" and not callable(getattr(network, "forward_with_features", None)):
+            raise ValueError(
+                "DomainAdaptationTrainer: `representation='features'` needs a network with "
+                "`forward_with_features(x) -> (pred, features)`; use representation='output' for other denoisers."
+            )
+        if align and align_discriminator is None:
+            raise ValueError("DomainAdaptationTrainer: `align=True` needs an `align_discriminator`.")
+        if adversarial and image_discriminator is None:
+            raise ValueError("DomainAdaptationTrainer: `adversarial=True` needs an `image_discriminator`.")
+        if (align or adversarial) and (d_optimizer is None or d_loss_function is None):
+            raise ValueError(
+                "DomainAdaptationTrainer: the alignment and adversarial terms need `d_optimizer` and `d_loss_function`."
+            )
+        if isinstance(d_train_steps, bool) or not isinstance(d_train_steps, int) or d_train_steps < 1:
+            raise ValueError(
+                f"DomainAdaptationTrainer: `d_train_steps` must be a positive integer, got {d_train_steps!r}."
+            )
+
     # ------------------------------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, need_rep: bool):
         if need_rep and self.align and self.representation == "features":
@@ -188,79 +195,18 @@ class DomainAdaptationTrainer(Trainer):
         return masked, getattr(self.rfm, "last_kl", None)
 
     def _iteration(self, engine: DomainAdaptationTrainer, batchdata: dict) -> dict:
-        if batchdata is None:
-            raise ValueError("DomainAdaptationTrainer: must provide batch data for the current iteration.")
-        device, nb = engine.state.device, engine.non_blocking
-        x_s = _to(batchdata[engine.image_key], device, nb)
-        y_s = _to(batchdata[engine.label_key], device, nb)
-        use_target = engine.align or engine.adversarial
-        if use_target and engine.target_key not in batchdata:
-            raise ValueError(
-                f"DomainAdaptationTrainer: the batch has no target images under {engine.target_key!r}; "
-                "the alignment and adversarial terms need them (or set align and adversarial to False)."
-            )
-        x_t = _to(batchdata[engine.target_key], device, nb) if use_target else None
-
-        modules = [engine.network, engine.rfm, engine.align_discriminator, engine.image_discriminator]
-        for m in modules:
+        x_s, y_s, x_t = engine._batch(batchdata)
+        use_target = x_t is not None
+        for m in (engine.network, engine.rfm, engine.align_discriminator, engine.image_discriminator):
             if m is not None:
                 m.train()
-
-        pred_s, rep_s = engine._forward(x_s, use_target)
-        pred_t = rep_t = masked_s = masked_t = kl = None
-        if use_target:
-            pred_t, rep_t = engine._forward(x_t, True)
-        if engine.align:
-            masked_s, kl_s = engine._mask(rep_s, x_s)
-            masked_t, kl_t = engine._mask(rep_t, x_t)
-            if kl_s is not None and kl_t is not None:
-                kl = 0.5 * (kl_s + kl_t)
-            if engine.normalize_representation:
-                rms = torch.cat([masked_s.detach().flatten(), masked_t.detach().flatten()]).pow(2).mean().sqrt()
-                scale = rms.clamp_min(1e-8)
-                masked_s, masked_t = masked_s / scale, masked_t / scale
+        pred_s, pred_t, masked_s, masked_t, kl = engine._represent(x_s, x_t)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-
-        # ---- discriminators -------------------------------------------------------------------------
+        d_total = torch.zeros((), device=engine.state.device)
         d_align_loss = d_image_loss = None
-        d_total = torch.zeros((), device=device)
         if use_target:
-            discs = [engine.align_discriminator, engine.image_discriminator]
-            _set_requires_grad(discs, True)
-            for _ in range(engine.d_train_steps):
-                engine.d_optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-                d_loss = torch.zeros((), device=device)
-                if engine.align:
-                    d_align_loss = engine.d_loss_function(
-                        engine.align_discriminator(masked_s.detach()), engine.align_discriminator(masked_t.detach())
-                    )
-                    d_loss = d_loss + d_align_loss
-                if engine.adversarial:
-                    d_image_loss = engine.d_loss_function(
-                        engine.image_discriminator(y_s), engine.image_discriminator(pred_t.detach())
-                    )
-                    d_loss = d_loss + d_image_loss
-                d_loss.backward()
-                engine.d_optimizer.step()
-                d_total = d_total + d_loss.detach()
-            d_total = d_total / engine.d_train_steps
-            _set_requires_grad(discs, False)
-
-        # ---- denoiser (and mask encoder) -------------------------------------------------------------
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        terms = engine.loss_function(
-            pred_s,
-            y_s,
-            adv_logits_target=engine.image_discriminator(pred_t) if engine.adversarial else None,
-            align_logits_source=engine.align_discriminator(masked_s) if engine.align else None,
-            align_logits_target=engine.align_discriminator(masked_t) if engine.align else None,
-            kl=kl,
-            d_align_loss=None if d_align_loss is None else d_align_loss.detach(),
-        )
-        engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        terms["total"].backward()
-        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        engine.optimizer.step()
+            d_total, d_align_loss, d_image_loss = engine._discriminator_step(y_s, pred_t, masked_s, masked_t)
+        terms = engine._generator_step(pred_s, y_s, pred_t, masked_s, masked_t, kl, d_align_loss)
         if use_target:
             _set_requires_grad([engine.align_discriminator, engine.image_discriminator], True)
 
@@ -281,3 +227,89 @@ class DomainAdaptationTrainer(Trainer):
         engine.state.output = output
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
+
+    def _batch(self, batchdata: dict):
+        """``(x_S, y_S, x_T)`` on the engine's device; ``x_T`` is ``None`` when both target terms are off."""
+        if batchdata is None:
+            raise ValueError("DomainAdaptationTrainer: must provide batch data for the current iteration.")
+        device, nb = self.state.device, self.non_blocking
+        x_s = _to(batchdata[self.image_key], device, nb)
+        y_s = _to(batchdata[self.label_key], device, nb)
+        use_target = self.align or self.adversarial
+        if use_target and self.target_key not in batchdata:
+            raise ValueError(
+                f"DomainAdaptationTrainer: the batch has no target images under {self.target_key!r}; "
+                "the alignment and adversarial terms need them (or set align and adversarial to False)."
+            )
+        x_t = _to(batchdata[self.target_key], device, nb) if use_target else None
+        return x_s, y_s, x_t
+
+    def _represent(self, x_s: torch.Tensor, x_t: torch.Tensor | None):
+        """Forward ``G`` on both domains, mask and normalise the representations.
+
+        Returns:
+            ``(pred_s, pred_t, masked_s, masked_t, kl)``; the target ones ``None`` without ``x_t``.
+        """
+        use_target = x_t is not None
+        pred_s, rep_s = self._forward(x_s, use_target)
+        pred_t = rep_t = masked_s = masked_t = kl = None
+        if use_target:
+            pred_t, rep_t = self._forward(x_t, True)
+        if self.align:
+            masked_s, kl_s = self._mask(rep_s, x_s)
+            masked_t, kl_t = self._mask(rep_t, x_t)
+            if kl_s is not None and kl_t is not None:
+                kl = 0.5 * (kl_s + kl_t)
+            if self.normalize_representation:
+                rms = torch.cat([masked_s.detach().flatten(), masked_t.detach().flatten()]).pow(2).mean().sqrt()
+                scale = rms.clamp_min(1e-8)
+                masked_s, masked_t = masked_s / scale, masked_t / scale
+        return pred_s, pred_t, masked_s, masked_t, kl
+
+    def _discriminator_step(self, y_s, pred_t, masked_s, masked_t):
+        """``d_train_steps`` updates of the discriminators on detached inputs: ``(mean d_loss, last L_Dw, last L_Dy)``.
+
+        Leaves the discriminators' weights frozen (``requires_grad=False``) for the denoiser step.
+        """
+        device = self.state.device
+        d_align_loss = d_image_loss = None
+        d_total = torch.zeros((), device=device)
+        discs = [self.align_discriminator, self.image_discriminator]
+        _set_requires_grad(discs, True)
+        for _ in range(self.d_train_steps):
+            self.d_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+            d_loss = torch.zeros((), device=device)
+            if self.align:
+                d_align_loss = self.d_loss_function(
+                    self.align_discriminator(masked_s.detach()), self.align_discriminator(masked_t.detach())
+                )
+                d_loss = d_loss + d_align_loss
+            if self.adversarial:
+                d_image_loss = self.d_loss_function(
+                    self.image_discriminator(y_s), self.image_discriminator(pred_t.detach())
+                )
+                d_loss = d_loss + d_image_loss
+            d_loss.backward()
+            self.d_optimizer.step()
+            d_total = d_total + d_loss.detach()
+        d_total = d_total / self.d_train_steps
+        _set_requires_grad(discs, False)
+        return d_total, d_align_loss, d_image_loss
+
+    def _generator_step(self, pred_s, y_s, pred_t, masked_s, masked_t, kl, d_align_loss) -> dict:
+        """One update of the denoiser (and mask encoder) on ``L_G``; returns its terms (``total`` and each term)."""
+        self.optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+        terms = self.loss_function(
+            pred_s,
+            y_s,
+            adv_logits_target=self.image_discriminator(pred_t) if self.adversarial else None,
+            align_logits_source=self.align_discriminator(masked_s) if self.align else None,
+            align_logits_target=self.align_discriminator(masked_t) if self.align else None,
+            kl=kl,
+            d_align_loss=None if d_align_loss is None else d_align_loss.detach(),
+        )
+        self.fire_event(IterationEvents.LOSS_COMPLETED)
+        terms["total"].backward()
+        self.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        self.optimizer.step()
+        return terms
