@@ -112,7 +112,7 @@ def make_domains(
         batch: images simulated per FBP call.
     """
     import ldct_sim
-    from ldct_sim import LowDoseSimulator, mu_water
+    from ldct_sim import mu_water
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,16 +130,35 @@ def make_domains(
         "versions": {"ldct_sim": ldct_sim.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "domains": {},
     }
-    items: dict[str, dict[str, list[dict]]] = {"real": {}, "synthetic": {}}
+    items: dict[str, dict[str, list[dict]]] = {}
+    sizes = {"n_pixels": n_pixels, "n_views": n_views, "backend": backend, "seed": seed, "batch": batch}
+    items["real"], record["domains"]["real"] = _real_domain(out, counts, real_preset, real_i0, real_label_i0, **sizes)
+    items["synthetic"], record["domains"]["synthetic"] = _synthetic_domain(
+        out, counts, synthetic_preset, synthetic_i0, synthetic_label_i0, noise_bank, rng, **sizes
+    )
+    _write_datalists(out, items)
+    (out / "domains.json").write_text(json.dumps(record, indent=1, default=float))
+    logger.info("make_domains: wrote %s", out)
+    return record
 
-    # ---- real: projection-domain simulation ---------------------------------------------------------
-    preset, geom = _geometry(real_preset, n_pixels, n_views)
-    i0, label_i0 = real_i0 or preset.input_i0, real_label_i0 or preset.label_i0
+
+def _real_domain(out: Path, counts: dict, preset_um: float, i0: float | None, label_i0: float | None, *, n_pixels: int,
+                 n_views: int | None, backend: str, seed: int, batch: int) -> tuple[dict, dict]:
+    """The real domain (projection-domain simulation), written under ``out/real``.
+
+    Returns:
+        ``(datalist items per split, the domain's record)``.
+    """
+    from ldct_sim import LowDoseSimulator, mu_water
+
+    preset, geom = _geometry(preset_um, n_pixels, n_views)
+    i0, label_i0 = i0 or preset.input_i0, label_i0 or preset.label_i0
     sim = LowDoseSimulator(geom, backend=backend)
     noise_std = []
+    items: dict[str, list[dict]] = {}
     for s_idx, split in enumerate(SPLITS):
         seeds = seed + _SEED_OFFSETS["real"] + 10_000 * s_idx + np.arange(counts[split])
-        items["real"][split] = []
+        items[split] = []
         for start in range(0, len(seeds), batch):
             mu = _phantoms(n_pixels, seeds[start : start + batch])
             res = sim.run(mu, [i0, label_i0], noiseless=True, seed=int(seeds[start]) + 7)
@@ -150,22 +169,24 @@ def make_domains(
                 rel = {t: f"real/{split}/{idx:04d}_{t}.nii.gz" for t in ("ldct", "ndct")}
                 _save_nifti(out / rel["ldct"], ldct[k], geom.pixel_size_mm)
                 _save_nifti(out / rel["ndct"], ndct[k], geom.pixel_size_mm)
-                items["real"][split].append({"image": rel["ldct"], "label": rel["ndct"]})
-    record["domains"]["real"] = {
+                items[split].append({"image": rel["ldct"], "label": rel["ndct"]})
+    record = {
         "method": "projection domain: Poisson on transmission counts, fan-beam FBP (ldct_sim.LowDoseSimulator)",
-        "preset_um": real_preset,
+        "preset_um": preset_um,
         "geometry": geom.to_dict(),
         "input_i0": i0,
         "label_i0": label_i0,
         "noise_std_cm_in_body": float(np.mean(noise_std)),
         **sim.config(),
     }
+    return items, record
 
-    # ---- synthetic: normal-dose images + extracted noise of another geometry and dose ----------------
-    preset_s, geom_s = _geometry(synthetic_preset, n_pixels, n_views)
-    i0_s, label_i0_s = synthetic_i0 or preset_s.input_i0, synthetic_label_i0 or preset_s.label_i0
-    sim_s = LowDoseSimulator(geom_s, backend=backend)
-    n_bank = noise_bank or sum(counts.values())
+
+def _noise_bank(sim_s, n_pixels: int, n_bank: int, i0_s: float, seed: int,
+                batch: int) -> tuple[np.ndarray, list[float]]:
+    """``n_bank`` noise-only images (low-dose minus noiseless FBP, cm⁻¹) and each batch's noise SD in the body."""
+    from ldct_sim import mu_water
+
     bank_seeds = seed + _SEED_OFFSETS["noise"] + np.arange(n_bank)
     bank, bank_std = [], []
     for start in range(0, n_bank, batch):
@@ -173,10 +194,28 @@ def make_domains(
         noise = sim_s.run(mu, [i0_s], noiseless=True, seed=int(bank_seeds[start]) + 11).noise[0].numpy()
         bank_std.append(float(noise[mu > 0.5 * mu_water()].std()))
         bank.append(noise)
-    bank = np.concatenate(bank)
+    return np.concatenate(bank), bank_std
+
+
+def _synthetic_domain(out: Path, counts: dict, preset_um: float, i0: float | None, label_i0: float | None,
+                      noise_bank: int | None, rng: np.random.Generator, *, n_pixels: int, n_views: int | None,
+                      backend: str, seed: int, batch: int) -> tuple[dict, dict]:
+    """The synthetic domain (normal dose + extracted noise), written under ``out/synthetic``.
+
+    Returns:
+        ``(datalist items per split, the domain's record)``; draws the noise picks and flips from ``rng``.
+    """
+    from ldct_sim import LowDoseSimulator
+
+    preset_s, geom_s = _geometry(preset_um, n_pixels, n_views)
+    i0_s, label_i0_s = i0 or preset_s.input_i0, label_i0 or preset_s.label_i0
+    sim_s = LowDoseSimulator(geom_s, backend=backend)
+    n_bank = noise_bank or sum(counts.values())
+    bank, bank_std = _noise_bank(sim_s, n_pixels, n_bank, i0_s, seed, batch)
+    items: dict[str, list[dict]] = {}
     for s_idx, split in enumerate(SPLITS):
         seeds = seed + _SEED_OFFSETS["synthetic"] + 10_000 * s_idx + np.arange(counts[split])
-        items["synthetic"][split] = []
+        items[split] = []
         for start in range(0, len(seeds), batch):
             mu = _phantoms(n_pixels, seeds[start : start + batch])
             ndct = sim_s.run(mu, [label_i0_s], noiseless=False, seed=int(seeds[start]) + 13).low_dose[0].numpy()
@@ -192,11 +231,11 @@ def make_domains(
                 rel = {t: f"synthetic/{split}/{idx:04d}_{t}.nii.gz" for t in ("ldct", "ndct")}
                 _save_nifti(out / rel["ldct"], ndct[k] + noise, geom_s.pixel_size_mm)
                 _save_nifti(out / rel["ndct"], ndct[k], geom_s.pixel_size_mm)
-                items["synthetic"][split].append({"image": rel["ldct"], "label": rel["ndct"]})
-    record["domains"]["synthetic"] = {
+                items[split].append({"image": rel["ldct"], "label": rel["ndct"]})
+    record = {
         "method": "image domain: normal-dose scan + noise-only image (low-dose minus noiseless FBP) of other "
         "phantoms, randomly flipped/transposed (noise extraction, Chen et al. 2020)",
-        "preset_um": synthetic_preset,
+        "preset_um": preset_um,
         "geometry": geom_s.to_dict(),
         "noise_i0": i0_s,
         "label_i0": label_i0_s,
@@ -204,7 +243,14 @@ def make_domains(
         "noise_std_cm_in_body": float(np.mean(bank_std)),
         **sim_s.config(),
     }
+    return items, record
 
+
+def _write_datalists(out: Path, items: dict) -> None:
+    """Write ``datalist_s2r.json`` and ``datalist_r2s.json``.
+
+    Each: source train pairs, unlabelled target train images, source validation pairs, target test pairs.
+    """
     for name, src, tgt in (("datalist_s2r.json", "synthetic", "real"), ("datalist_r2s.json", "real", "synthetic")):
         datalist = {
             "source": items[src]["train"],
@@ -213,9 +259,6 @@ def make_domains(
             "test": items[tgt]["test"],
         }
         (out / name).write_text(json.dumps(datalist, indent=1))
-    (out / "domains.json").write_text(json.dumps(record, indent=1, default=float))
-    logger.info("make_domains: wrote %s", out)
-    return record
 
 
 def datalist_from_datasets(source: str | os.PathLike, target: str | os.PathLike, output: str | os.PathLike) -> dict:
