@@ -69,6 +69,9 @@ class ResolutionTransferStudy:
         if bundle:
             env["TQDM_DISABLE"] = "1"  # the study prints its own progress; bundle logs stay readable
             env.pop("PYTHONPATH", None)  # the bundle needs neither ldct_sim nor this repository
+            # monai.bundle builds the training and validation datasets in a string-hash-dependent order, which
+            # moves the random crops: a fixed hash seed keeps reruns byte-identical (as the cross-domain study)
+            env["PYTHONHASHSEED"] = "0"
         if self.cfg.threads:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.cfg.threads)
         return env
