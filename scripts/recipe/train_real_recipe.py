@@ -46,8 +46,6 @@ import argparse
 import json
 import logging
 import math
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -56,6 +54,7 @@ import torch
 
 from ldct_scripts import REPO as ROOT
 from ldct_scripts.bundle_import import activate_bundle_scripts
+from ldct_scripts.files import atomic_path
 from ldct_scripts.recipe.sampler import PatchSampler, _guess_kernel  # noqa: F401 - re-exported (issue 14)
 logger = logging.getLogger("train_real_recipe")
 
@@ -203,10 +202,10 @@ def cmd_simulate(args) -> None:
             diff = torch.stack([transmission_noise(sino, i0_view, generator=gen) - sino for _ in kernels])
             noise = torch.stack([fbp(diff[k], g, parse_kernel(kern), "astra") for k, kern in enumerate(kernels)])  # one-off geometry: no stored matrix
             noise_hu = (noise / mw * 1000.0).numpy().astype(np.float16)
-            tmp = out / (name + ".tmp.npz")
-            np.savez(tmp, image_hu=hu, noise_hu=noise_hu, kernels=np.array(kernels), pixel_mm=pixel, i0_ref=args.i0_ref,
-                     source=sid, patient=patient, source_kernel=source_kernel)
-            os.replace(tmp, out / name)
+            # a hidden temporary name: `train --rescan-every` globs [0-9]*_[0-9]*.npz while this is written
+            with atomic_path(out / name) as tmp, open(tmp, "wb") as f:
+                np.savez(f, image_hu=hu, noise_hu=noise_hu, kernels=np.array(kernels), pixel_mm=pixel,
+                         i0_ref=args.i0_ref, source=sid, patient=patient, source_kernel=source_kernel)
             body = hu > -500
             logger.info("%s %s (%s) %.3f mm: noise SD in body %s HU at I0 %.3g, %.0f s", name, sid, patient, pixel,
                         [round(float(n[body].std()), 1) for n in noise_hu.astype(np.float32)], args.i0_ref,
@@ -273,9 +272,9 @@ def _plain(args) -> dict:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` that never leaves a partial file at ``path``."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def cmd_train(args) -> None:
@@ -301,6 +300,11 @@ def cmd_train(args) -> None:
         logger.info("resumed from %s at iteration %d (%.1f min)", ckpt_path, it, elapsed / 60)
     logger.info("%s: %d draws, patch %d, batch %d, amp %s, %.0f min budget", args.bundle, len(sampler.images),
                 args.patch, args.batch, args.amp, args.minutes)
+    def save_checkpoint() -> None:
+        _atomic_save({"model": net.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
+                      "elapsed_s": time.time() - t_start, "losses": losses, "sampler_rng": sampler.gen.get_state(),
+                      "args": _plain(args)}, ckpt_path)
+
     budget = args.minutes * 60.0
     amp = args.amp != "none"
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": torch.float32}[args.amp]
@@ -345,13 +349,9 @@ def cmd_train(args) -> None:
             if added:
                 logger.info("added %d new simulated images (%d in all)", added, len(sampler.images))
         if time.time() - t_save > args.save_every:
-            _atomic_save({"model": net.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
-                          "elapsed_s": time.time() - t_start, "losses": losses, "sampler_rng": sampler.gen.get_state(),
-                          "args": _plain(args)}, ckpt_path)
+            save_checkpoint()
             t_save = time.time()
-    _atomic_save({"model": net.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
-                  "elapsed_s": time.time() - t_start, "losses": losses, "sampler_rng": sampler.gen.get_state(),
-                  "args": _plain(args)}, ckpt_path)
+    save_checkpoint()
     _atomic_save(net.state_dict(), out / "model.pt")
     (out / "train.json").write_text(json.dumps({"args": _plain(args), "iterations": it, "minutes": elapsed / 60,
                                                  "losses": losses}, indent=1, default=str))
