@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-
 from ldct_scripts.cli import parse_kebab
-from ldct_scripts.studies.engine import StudyError
+from ldct_scripts.studies.engine import run_study
 
 from .config import build_parser, resolve_config
 from .real import RealTargetStudy
 from .study import DomainAdaptationStudy
 
 __all__ = ["main"]
-
-log = logging.getLogger("study")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,23 +27,4 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve_config(args)
     except ValueError as err:
         parser.error(str(err))
-    study = (RealTargetStudy if config.real else DomainAdaptationStudy)(config)
-
-    def _terminate(signum, frame):  # `kill PID`: stop the running bundle command too, then exit
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        study.run()
-    except StudyError as err:
-        log.error("study stopped: %s", err)
-        log.error("fix the cause and run the same command again: finished units are kept.")
-        return 1
-    except KeyboardInterrupt:  # the running bundle command got the Ctrl-C too, and saved its checkpoint
-        log.error("interrupted; run the same command again to continue (finished units are kept; an interrupted "
-                  "training resumes from its last checkpoint).")
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    log.info("report at %s", study.root / "report.md")
-    return 0
+    return run_study((RealTargetStudy if config.real else DomainAdaptationStudy)(config))

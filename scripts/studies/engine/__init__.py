@@ -27,7 +27,7 @@ from .files import file_digest, fingerprint, jsonable, output_folder, read_json,
 from .lock import ResultsLock
 from .progress import StudyProgress, Unit, format_seconds, setup_logging
 from .provenance import study_provenance
-from .runner import bundle_command, run_logged
+from .runner import bundle_command, run_logged, run_study
 from .tables import markdown_table, mean_std, write_table
 from .units import UnitState
 
@@ -41,6 +41,7 @@ __all__ = [
     "write_text",
     "run_logged",
     "bundle_command",
+    "run_study",
     "UnitState",
     "ResultsLock",
     "Unit",

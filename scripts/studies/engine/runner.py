@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from .errors import StudyError
 
-__all__ = ["run_logged", "bundle_command"]
+__all__ = ["run_logged", "bundle_command", "run_study"]
 
 
 def _split_lines(buffer: str) -> tuple[list[str], str]:
@@ -143,3 +145,37 @@ def bundle_command(config_files: Sequence, overrides: Mapping[str, object], pyth
         if value is not None:
             argv += [f"--{key}", _override_value(value)]
     return argv
+
+
+def run_study(study) -> int:
+    """Run ``study.run()`` as a command line does; returns its exit status.
+
+    ``kill PID`` (SIGTERM) stops it like Ctrl-C: the running bundle command gets the signal too and saves its
+    checkpoint. Status 0 on success (the report's path is logged when ``study.root/report.md`` exists), 1 when
+    a unit failed (:class:`StudyError`), 130 when interrupted; finished units are kept either way.
+
+    Args:
+        study: an object with ``run()`` and a ``root`` folder (a study of :mod:`ldct_scripts.studies`).
+    """
+    log = logging.getLogger("study")
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        study.run()
+    except StudyError as err:
+        log.error("study stopped: %s", err)
+        log.error("fix the cause and run the same command again: finished units are kept.")
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted; run the same command again to continue (finished units are kept; an interrupted "
+                  "training resumes from its last checkpoint).")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    report = Path(study.root) / "report.md"
+    if report.is_file():
+        log.info("report at %s", report)
+    return 0

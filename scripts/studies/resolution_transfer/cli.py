@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-
 from ldct_scripts.cli import parse_kebab
-from ldct_scripts.studies.engine import StudyError
+from ldct_scripts.studies.engine import run_study
 
 from .config import build_parser, resolve_config
 from .study import ResolutionTransferStudy
 
 __all__ = ["main"]
-
-log = logging.getLogger("study")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,21 +23,4 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve_config(args)
     except ValueError as err:
         parser.error(str(err))
-    study = ResolutionTransferStudy(config)
-
-    def _terminate(signum, frame):  # `kill PID`: stop the running bundle command too, then exit
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        study.run()
-    except StudyError as err:
-        log.error("study stopped: %s", err)
-        log.error("fix the cause and run the same command again: finished units are kept.")
-        return 1
-    except KeyboardInterrupt:
-        log.error("interrupted; run the same command again to continue.")
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return 0
+    return run_study(ResolutionTransferStudy(config))

@@ -58,3 +58,26 @@ def test_bundle_command():
     argv = sc.bundle_command(["a/train.json", "a/finetune.json"], {"resolution": 62.5, "amp": False, "device": None}, python="py")
     assert argv == ["py", "-m", "monai.bundle", "run", "--config_file", "['a/train.json','a/finetune.json']",
                     "--resolution", "62.5", "--amp", "false"]
+
+
+class _Study:
+    def __init__(self, root, raises=None):
+        self.root, self.raises = root, raises
+
+    def run(self):
+        if self.raises is not None:
+            raise self.raises
+        (self.root / "report.md").write_text("# r\n")
+
+
+def test_run_study_maps_outcomes_to_exit_statuses_and_restores_sigterm(tmp_path, caplog):
+    before = signal.getsignal(signal.SIGTERM)
+    with caplog.at_level("INFO", logger="study"):
+        assert sc.run_study(_Study(tmp_path)) == 0
+    assert "report at" in caplog.text
+    assert sc.run_study(_Study(tmp_path, sc.StudyError("unit x failed"))) == 1
+    assert "unit x failed" in caplog.text and "finished units are kept" in caplog.text
+    assert sc.run_study(_Study(tmp_path, KeyboardInterrupt())) == 130
+    assert signal.getsignal(signal.SIGTERM) == before
+    with pytest.raises(ValueError):  # anything else is a bug: it propagates
+        sc.run_study(_Study(tmp_path, ValueError("bug")))
