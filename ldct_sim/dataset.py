@@ -134,6 +134,11 @@ class DatasetConfig:
             denoiser learns a range of noise levels rather than one. Excludes ``input_i0``.
         label_i0: label dose (photons); ``None`` uses each preset's.
         noiseless_label: labels are noiseless reconstructions instead. Default False.
+        noise_insertion: the label is the input slice itself (resampled, in cm⁻¹) and the low-dose image
+            is that slice plus the simulated noise-only image ``FBP(noisy) − FBP(noiseless)``: the way
+            Mayo made its quarter-dose images from the full-dose scans. For real normal-dose input, whose
+            kernel blur a reconstruction would apply a second time, so that pairs differ by noise alone.
+            Excludes ``label_i0`` and ``noiseless_label``. Default False.
         backend, forward_model, filter, electronic_noise_std: simulation settings (see ``LowDoseSimulator``).
         energy_kev: energy for HU → μ in keV. Default 60.
         phantom_size: side of procedural phantoms in pixels, before resampling. Default 512.
@@ -164,6 +169,7 @@ class DatasetConfig:
     input_i0_range: tuple[float, float] | None = None
     label_i0: float | None = None
     noiseless_label: bool = False
+    noise_insertion: bool = False
     backend: str = DEFAULT_BACKEND
     forward_model: str = "strip"
     filter: str = "ram-lak"
@@ -219,6 +225,9 @@ class DatasetConfig:
             if self.input_i0 is not None:
                 raise ValueError(f"{where}: give either `input_i0` or `input_i0_range`, not both.")
             set_("input_i0_range", rng_)
+        if self.noise_insertion and (self.noiseless_label or self.label_i0 is not None):
+            raise ValueError(f"{where}: `noise_insertion` makes the input slice itself the label; it excludes "
+                             "`noiseless_label` and `label_i0`.")
         for name in ("n_pixels", "n_views", "phantom_size"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
@@ -256,7 +265,7 @@ class DatasetConfig:
         else:
             p = get_preset(res_um)
             default_in, default_label = p.input_i0, p.label_i0
-        label = None if self.noiseless_label else float(self.label_i0 or default_label)
+        label = None if self.noiseless_label or self.noise_insertion else float(self.label_i0 or default_label)
         return float(self.input_i0 or default_in), label
 
     def settings(self) -> dict:
@@ -267,6 +276,8 @@ class DatasetConfig:
             d.pop("input_unit")
         if d["profile"] is None:  # absent rather than null: datasets made before profiles keep their fingerprints
             d.pop("profile")
+        if not d["noise_insertion"]:  # absent rather than false: older datasets keep their fingerprints
+            d.pop("noise_insertion")
         d["split"] = list(d["split"])
         if d["input_i0_range"] is not None:
             d["input_i0_range"] = list(d["input_i0_range"])

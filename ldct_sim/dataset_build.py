@@ -311,9 +311,12 @@ def _simulate_one(job: _Job, res_um: float | str, p: dict, mu, spacing, shape, c
         sim = p["sim"]
         mu_r = p["resample"](mu)
     low, label, noise = simulate_low_dose_pair(sim, mu_r.as_tensor(), input_i0, label_i0, seed=seed)
+    if config.noise_insertion:  # the slice itself is the label, the noise-only image is added to it
+        label = mu_r.as_tensor().to(low.dtype)
+        low = label + noise
     affine = mu_r.affine.numpy()
     files = _files(job.slice_id)
-    label_txt = "noiseless" if label_i0 is None else f"I0={label_i0:.4g}"
+    label_txt = "input slice" if config.noise_insertion else "noiseless" if label_i0 is None else f"I0={label_i0:.4g}"
     for (role, key), img, what in zip(ROLES.items(), (low, label, noise), (f"I0={input_i0:.4g}", label_txt, "noise")):
         desc = f"ldct_sim {role} mu cm-1 {unit} {what}"
         _write_nifti(p["dir"] / files[key], img[0].numpy(), affine, desc)
@@ -329,7 +332,8 @@ def _simulate_one(job: _Job, res_um: float | str, p: dict, mu, spacing, shape, c
         "seed": seed,
         "input_i0": input_i0,
         "label_i0": label_i0,
-        "noiseless_label": label_i0 is None,
+        "noiseless_label": label_i0 is None and not config.noise_insertion,
+        "noise_insertion": config.noise_insertion,
         "input_spacing_mm": list(spacing),
         "input_shape": list(shape),
         "files": files,

@@ -114,7 +114,8 @@ def _unit_header(config: DatasetConfig, r) -> dict:
     header = {
         "name": f"ldct_sim {_unit_label(r).removesuffix('um')}{'' if config.profile is not None else ' um'}",
         "description": f"Simulated LDCT pairs, mu in cm-1, image=input at I0 {input_i0}, label="
-        + ("noiseless" if label_i0 is None else f"I0 {label_i0:g}"),
+        + ("the input slice itself (noise insertion)" if config.noise_insertion
+           else "noiseless" if label_i0 is None else f"I0 {label_i0:g}"),
         "resolution_um": None if config.profile is not None else r,
         "input_i0": input_i0,
         "label_i0": label_i0,

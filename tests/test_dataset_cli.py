@@ -104,6 +104,26 @@ def test_noiseless_labels_make_noise_exactly_input_minus_label(tmp_path, capsys)
     assert rec["noiseless_label"] and rec["label_i0"] is None and rec["input_i0"] == 5000.0
 
 
+def test_noise_insertion_labels_are_the_slice_and_inputs_add_the_same_noise(tmp_path, capsys):
+    """--noise-insertion: label = the resampled slice (no second kernel blur), input = label + the noise image that a
+    --noiseless-label build of the same seed draws, so the pair differs by the simulated noise alone."""
+    common = ["--phantoms", "1", "--resolutions", "250", "--input-i0", "5000", "--seed", "3", *TINY]
+    assert run(capsys, "simulate", "--out", tmp_path / "nl", "--noiseless-label", *common)[0] == 0
+    assert run(capsys, "simulate", "--out", tmp_path / "ni", "--noise-insertion", *common)[0] == 0
+    nl, ni = ({k: load(tmp_path / o / "res250um" / k / "phantom_0000_0000.nii.gz") for k in ("input", "label", "noise")}
+              for o in ("nl", "ni"))
+    np.testing.assert_allclose(ni["noise"], nl["noise"], atol=1e-6)
+    np.testing.assert_allclose(ni["input"], ni["label"] + ni["noise"], atol=1e-6)
+    assert ni["label"].min() >= 0.0 and np.abs(ni["label"] - nl["label"]).max() > 1e-3  # the slice, not its reconstruction
+    assert ni["label"][0, 0] == 0.0 and nl["label"][0, 0] != 0.0  # air is exactly 0 cm⁻¹ without a reconstruction
+    assert np.isclose(np.median(ni["label"][ni["label"] > 0.1]), np.median(nl["label"][nl["label"] > 0.1]), rtol=0.05)
+    rec = json.loads((tmp_path / "ni" / "res250um" / "records" / "phantom_0000_0000.json").read_text())
+    assert rec["noise_insertion"] and not rec["noiseless_label"] and rec["label_i0"] is None
+    with pytest.raises(SystemExit) as bad:
+        run(capsys, "simulate", "--out", tmp_path / "bad", "--noise-insertion", "--noiseless-label", *common)
+    assert bad.value.code == 2 and "excludes" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_physical_mode_crops_the_centre_where_rescale_keeps_the_whole_body(tmp_path, capsys):
     # phantoms span 360 mm; at 625 um x 32 px the physical field is the central 20 mm: all tissue
     for mode in ("rescale", "physical"):

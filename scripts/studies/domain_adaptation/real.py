@@ -2,7 +2,9 @@
 
 * **S** (source, labelled): real normal-dose anatomy of patients *not* in the target (``normal_dose.npz`` of
   ``../shared/real_ldct``, the smooth-kernel slices) through ``python -m ldct_sim simulate`` with the shipped
-  Siemens B30f profile; labels are the noiseless reconstructions.
+  Siemens B30f profile, by noise insertion (``--noise-insertion``): the label is the normal-dose slice itself and
+  the input adds the profile's simulated quarter-dose noise to it, the way Mayo made the target's quarter-dose
+  images (a noiseless reconstruction as the label would apply the B30f blur a second time).
 * **R** (target): the real quarter-dose images of the shared pairs, *unlabelled* while training; their full-dose
   partners only score the test, through ``python -m ldct_scripts.bench.bench_real``.
 
@@ -89,7 +91,7 @@ class RealTargetStudy(DomainAdaptationStudy):
             run: run the unit unless it is done.
         """
         c = self.cfg
-        settings = {"profile": PROFILE, "n_views": c.n_views, "seed": c.seed}
+        settings = {"profile": PROFILE, "n_views": c.n_views, "seed": c.seed, "labels": "noise insertion"}
         if not run:
             return self.require("data", "real", settings, self._pairs(), "run the study with --stages data first.")
 
@@ -100,7 +102,7 @@ class RealTargetStudy(DomainAdaptationStudy):
             npz_to_nifti(real / "dev_pairs.npz", self.data_dir / "real", layout="dicom")
             write_normal_dose(real, self.data_dir / "normal_dose")
             argv = [sys.executable, "-m", "ldct_sim", "simulate", "--input", self.data_dir / "normal_dose", "--profile", PROFILE,
-                    "--noiseless-label", "--n-views", c.n_views, "--split", "80", "20", "0", "--seed", c.seed,
+                    "--noise-insertion", "--n-views", c.n_views, "--split", "80", "20", "0", "--seed", c.seed,
                     "--out", self.data_dir / "source", "--no-progress"]
             self.run_command(uid, argv, self.log_path("data", "simulate"), cwd=REPO)
             files = [self.data_dir / "real" / "low_dose", self.data_dir / "source" / PROFILE]
