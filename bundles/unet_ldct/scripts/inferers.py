@@ -55,6 +55,7 @@ class SliceInferer2D(SlicewiseInferer):
         margin: pixels of reflected border added on each side of a slice before the network and cropped
             after, >= 0. Default 0: the network runs on the slice as it is (as in training and in
             the benchmarks); the inference config sets 8.
+        self_ensemble: average over each slice's 8 flips and 90° rotations (``SlicewiseInferer``). Default False.
 
     Raises:
         ValueError: ``sw_batch_size`` < 1, an unknown ``dtype``, a negative ``margin``, or an input that is
@@ -62,11 +63,12 @@ class SliceInferer2D(SlicewiseInferer):
     """
 
     def __init__(
-        self, sw_batch_size: int = 8, dtype: str | torch.dtype = "float32", channels_last: bool = True, margin: int = 0
+        self, sw_batch_size: int = 8, dtype: str | torch.dtype = "float32", channels_last: bool = True, margin: int = 0,
+        self_ensemble: bool = False,
     ) -> None:
         if not isinstance(channels_last, bool):
             raise ValueError(f"SliceInferer2D: `channels_last` must be true or false, got {channels_last!r}.")
-        super().__init__(sw_batch_size, margin)
+        super().__init__(sw_batch_size, margin, self_ensemble)
         self.dtype = _as_dtype(dtype)
         self.channels_last = channels_last
         self._source: weakref.ref | None = None
