@@ -231,7 +231,7 @@ def calibrate(
 
     # ---- the profile ---------------------------------------------------------------------------------
     i0 = i0_eff * factor
-    kernels = sorted({p.kernel for p in pairs if p.kernel})
+    kernels = sorted({p.kernel for p in pairs if p.kernel and p.kernel != "unknown"})
     settings = {"preset": preset, "recon_px": recon_px, "roi_px": roi_px, "hu_range": list(hu_range),
                 "body_margin_px": body_margin_px, "i0_ref": i0_ref, "max_iter": max_iter, "seed": seed,
                 "backend": backend, "forward_model": "line", "energy_kev": base_profile.energy_kev}

@@ -165,7 +165,7 @@ def test_nifti_pairs_by_sorted_name_with_kernel_from_sidecar_then_option(tmp_pat
     pairs = br.load_pairs(ld, fd, kernel="B40f")
     assert [p.name for p in pairs] == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
     assert [(p.kernel, p.kernel_from) for p in pairs] == [("B40f", "--kernel"), ("B40f", "--kernel"), ("D45f", "sidecar JSON")]
-    assert np.allclose(pairs[2].full_dose - pairs[2].low_dose, 1.0)
+    assert np.allclose(pairs[2].full_dose_hu - pairs[2].low_dose_hu, 1.0)
     assert pairs[0].spacing_mm == pytest.approx((0.7, 0.7))
     assert br.load_pairs(ld, fd)[0].kernel == "unknown"
 
@@ -177,27 +177,27 @@ def test_dicom_pairs_by_position_not_by_file_order(tmp_path):
     assert len(pairs) == 2 and {p.kernel for p in pairs} == {"B30f"}
     assert all(p.kernel_from == "DICOM header" for p in pairs)
     for p in pairs:
-        assert np.allclose(p.full_dose - p.low_dose, 10.0)  # each slice met its partner at the same z
+        assert np.allclose(p.full_dose_hu - p.low_dose_hu, 10.0)  # each slice met its partner at the same z
 
 
 def test_unpaired_and_mismatched_inputs_are_refused_naming_the_file(tmp_path):
     ld, fd = nifti_pairs(tmp_path / "a", n_pairs=2)
     (fd / "case1.nii.gz").unlink()
-    with pytest.raises(br.BenchError, match="2 NIfTI file.*--full-dose 1"):
+    with pytest.raises(br.PairError, match="2 NIfTI file.*--full-dose 1"):
         br.load_pairs(ld, fd)
     ld, fd = nifti_pairs(tmp_path / "b", n_pairs=1)
     write_nifti(fd / "case0.nii.gz", np.zeros((64, 60)) - 1000)
-    with pytest.raises(br.BenchError, match=r"case0.nii.gz.*\(64, 64\).*\(64, 60\)"):
+    with pytest.raises(br.PairError, match=r"case0.nii.gz.*\(64, 64\).*\(64, 60\)"):
         br.load_pairs(ld, fd)
     write_dicom_series(tmp_path / "dLD", offsets_hu=(0,), z_mm=(0.0,))
     write_dicom_series(tmp_path / "dFD", offsets_hu=(0,), z_mm=(2.5,))
-    with pytest.raises(br.BenchError, match="no full-dose partner.*slice position"):
+    with pytest.raises(br.PairError, match="no full-dose partner.*slice position"):
         br.load_pairs(tmp_path / "dLD", tmp_path / "dFD")
-    with pytest.raises(br.BenchError, match="DICOM and --full-dose NIFTI"):
+    with pytest.raises(br.PairError, match="DICOM and --full-dose NIFTI"):
         br.load_pairs(tmp_path / "dLD", fd)
     write_nifti(tmp_path / "mu" / "LD" / "x.nii.gz", water_phantom(32) / 5000 + 0.2)
     write_nifti(tmp_path / "mu" / "FD" / "x.nii.gz", water_phantom(32) / 5000 + 0.2)
-    with pytest.raises(br.BenchError, match="does not look like CT in HU"):
+    with pytest.raises(br.PairError, match="does not look like CT in HU"):
         br.load_pairs(tmp_path / "mu" / "LD", tmp_path / "mu" / "FD")
 
 
@@ -325,7 +325,7 @@ def test_shared_dicom_pair_reads_kernel_from_the_siemens_header(tmp_path):
     dcm = SHARED / "dicom"
     pairs = br.load_pairs(dcm / "L506_1mm_0087_QD.IMA", dcm / "L506_1mm_0087_FD.IMA")
     assert [(p.kernel, p.kernel_from) for p in pairs] == [("B30f", "DICOM header")]
-    m = br.pair_metrics(pairs[0].low_dose, pairs[0].full_dose)
+    m = br.pair_metrics(pairs[0].low_dose_hu, pairs[0].full_dose_hu)
     assert m["rmse_body"] == pytest.approx(64, abs=0.5)  # shared README: 64 HU for the 1 mm B30f pair
 
 

@@ -101,7 +101,8 @@ from ldct_scripts.bench.real_metrics import (
     pair_metrics,
     summarize,
 )
-from ldct_scripts.bench.real_pairs import NPZ_LAYOUTS, BenchError, CTPair, _dicom_key, load_pairs, npz_to_nifti
+from ldct_scripts.bench.real_pairs import NPZ_LAYOUTS, BenchError, CTPair, PairError, load_pairs, npz_to_nifti
+from ldct_sim.pairs import _dicom_key
 from ldct_scripts.studies.engine import (
     StudyError,
     bundle_command,
@@ -115,6 +116,7 @@ from ldct_scripts.studies.engine import (
 
 __all__ = [
     "BenchError",
+    "PairError",
     "CTPair",
     "BODY_THRESHOLD_HU",
     "BODY_RANGE_HU",
@@ -157,7 +159,7 @@ def _stage_inputs(pairs: Sequence[CTPair], stage: Path) -> dict[int, Path]:
     """
     staged: dict[int, Path] = {}
     for pair in pairs:
-        src = pair.ld_source
+        src = pair.source
         if id(src) in staged:
             continue
         k = len(staged)
@@ -188,7 +190,7 @@ def _bundle_outputs(pairs: Sequence[CTPair], staged: dict[int, Path], out_dir: P
     by_source: dict[int, dict] = {}
     results = []
     for pair in pairs:
-        src = pair.ld_source
+        src = pair.source
         if id(src) not in by_source:
             target = staged[id(src)]
             if src.kind == "nifti":
@@ -213,12 +215,12 @@ def _bundle_outputs(pairs: Sequence[CTPair], staged: dict[int, Path], out_dir: P
                     index[key[3:]] = i
             by_source[id(src)] = {"src": out_src, "index": index}
         entry = by_source[id(src)]
-        where = pair.ld_index if src.kind == "nifti" else pair.ld_key[3:]
+        where = pair.index if src.kind == "nifti" else pair.key[3:]
         if where not in entry["index"]:
             raise StudyError(f"{bundle}: its output has no slice for {pair.name} ({where!r}).")
         img = entry["src"].read_slice(entry["index"][where]).hu
-        if img.shape != pair.low_dose.shape:
-            raise StudyError(f"{bundle}: output for {pair.name} is {img.shape}, its input {pair.low_dose.shape}.")
+        if img.shape != pair.low_dose_hu.shape:
+            raise StudyError(f"{bundle}: output for {pair.name} is {img.shape}, its input {pair.low_dose_hu.shape}.")
         results.append(img)
     return results
 
@@ -236,7 +238,7 @@ def run_bundle(bundle_dir: Path, pairs: Sequence[CTPair], out_dir: Path, log_pat
     Raises:
         StudyError: the bundle failed (the message quotes its log) or wrote no output for a pair.
     """
-    kind = pairs[0].ld_source.kind
+    kind = pairs[0].source.kind
     tmp = tempfile.mkdtemp(prefix="bench_real_stage_", dir=workdir)
     try:
         staged = _stage_inputs(pairs, Path(tmp))
@@ -305,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
-    except BenchError as err:
+    except PairError as err:  # BenchError too
         print(f"bench_real: {err}", file=sys.stderr)
         return 2
     except StudyError as err:
@@ -364,13 +366,13 @@ def _main(args: argparse.Namespace) -> int:
 def _run(args, pairs, kernels, bundles, ckpts, overrides, out, log, inputs) -> int:
     from tqdm.auto import tqdm
 
-    masks = [body_mask(p.full_dose) for p in pairs]
+    masks = [body_mask(p.full_dose_hu) for p in pairs]
     methods = [INPUT, GAUSSIAN] + [b.name for b in bundles]
     rows: list[dict] = []
     per_kernel_pick = {}
     for k in kernels:  # the figure's pair per kernel: median input body RMSE
         idx = [i for i, p in enumerate(pairs) if p.kernel == k]
-        r = [_rmse(pairs[i].low_dose[masks[i]], pairs[i].full_dose[masks[i]]) for i in idx]
+        r = [_rmse(pairs[i].low_dose_hu[masks[i]], pairs[i].full_dose_hu[masks[i]]) for i in idx]
         per_kernel_pick[k] = idx[int(np.argsort(r)[len(r) // 2])]
     crops = {k: {"name": pairs[i].name, "images": {}, "rmse": {}} for k, i in per_kernel_pick.items()}
     boxes = {k: _crop_box(masks[i]) for k, i in per_kernel_pick.items()}
@@ -381,7 +383,7 @@ def _run(args, pairs, kernels, bundles, ckpts, overrides, out, log, inputs) -> i
     def score(method: str, images: Sequence[np.ndarray], extra: dict | None = None) -> None:
         bar.set_description(f"metrics: {method}")
         for i, (pair, img) in enumerate(zip(pairs, images)):
-            m = pair_metrics(img, pair.full_dose, masks[i])
+            m = pair_metrics(img, pair.full_dose_hu, masks[i])
             rows.append({"kernel": pair.kernel, "pair": pair.name, "method": method, **(extra or {}).get(pair.kernel, {}), **m})
             if per_kernel_pick.get(pair.kernel) == i:
                 ys, xs = boxes[pair.kernel]
@@ -389,14 +391,14 @@ def _run(args, pairs, kernels, bundles, ckpts, overrides, out, log, inputs) -> i
                 crops[pair.kernel]["rmse"][method] = m["rmse_body"]
             bar.update(1)
 
-    score(INPUT, [p.low_dose for p in pairs])
+    score(INPUT, [p.low_dose_hu for p in pairs])
     for k in kernels:
         idx = [i for i, p in enumerate(pairs) if p.kernel == k]
         bar.set_description(f"best σ: {k}")
-        sigmas[k], _ = best_sigma([pairs[i].low_dose for i in idx], [pairs[i].full_dose for i in idx], masks=[masks[i] for i in idx])
+        sigmas[k], _ = best_sigma([pairs[i].low_dose_hu for i in idx], [pairs[i].full_dose_hu for i in idx], masks=[masks[i] for i in idx])
         crops[k]["sigma"] = sigmas[k]
         log.info(f"Gaussian blur, kernel {k}: best σ {sigmas[k]:.3f} px ({sigmas[k] * pairs[idx[0]].spacing_mm[1]:.3f} mm)")
-    score(GAUSSIAN, [gaussian_blur(p.low_dose, sigmas[p.kernel]) for p in pairs], {k: {"sigma_px": s} for k, s in sigmas.items()})
+    score(GAUSSIAN, [gaussian_blur(p.low_dose_hu, sigmas[p.kernel]) for p in pairs], {k: {"sigma_px": s} for k, s in sigmas.items()})
     for b in bundles:
         bar.set_description(f"running {b.name}")
         log.info(f"{b.name}: inference on {len(pairs)} slice(s) (log: {out / 'logs' / (b.name + '.log')})")
@@ -411,7 +413,7 @@ def _run(args, pairs, kernels, bundles, ckpts, overrides, out, log, inputs) -> i
     bar.close()
     for k, i in per_kernel_pick.items():
         ys, xs = boxes[k]
-        crops[k]["images"]["full dose"] = pairs[i].full_dose[ys, xs]
+        crops[k]["images"]["full dose"] = pairs[i].full_dose_hu[ys, xs]
 
     columns = ["kernel", "n_pairs", "method", "sigma_px"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "sd")] \
         + ["rmse_body_cut_pct", "rmse_window_cut_pct"]
@@ -425,10 +427,10 @@ def _run(args, pairs, kernels, bundles, ckpts, overrides, out, log, inputs) -> i
                    "full_dose": os.path.abspath(args.full_dose) if args.full_dose else None,
                    "from_npz": os.path.abspath(args.from_npz) if args.from_npz else None, "npz_ids": args.npz_ids,
                    "npz_layout": args.npz_layout if args.from_npz else None,
-                   "kind": pairs[0].ld_source.kind, "n_pairs": len(pairs)},
+                   "kind": pairs[0].source.kind, "n_pairs": len(pairs)},
         "pairs": [{"name": p.name, "kernel": p.kernel, "kernel_from": p.kernel_from, "spacing_mm": list(p.spacing_mm),
-                   "low_dose": p.ld_path if not args.from_npz else os.path.basename(p.ld_path),
-                   "full_dose": p.fd_path if not args.from_npz else os.path.basename(p.fd_path)} for p in pairs],
+                   "low_dose": p.low_dose_path if not args.from_npz else os.path.basename(p.low_dose_path),
+                   "full_dose": p.full_dose_path if not args.from_npz else os.path.basename(p.full_dose_path)} for p in pairs],
         "gaussian_sigma_px": sigmas,
         "bundles": prov_bundles,
         "conventions": {"body_threshold_hu": BODY_THRESHOLD_HU, "body_range_hu": list(BODY_RANGE_HU),
