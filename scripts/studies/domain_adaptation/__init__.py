@@ -5,8 +5,9 @@ Synthetic→real (S→R) and real→synthetic (R→S) on two simulated domains (
 ``--methods``, the fixed-RFM ablation) trained by the cross-domain bundle's ``configs/train.json`` with the same
 budget, the U-Net bundle's ``configs/train.json`` on the same source pairs as an extra column, then PSNR/SSIM
 (mean ± SD) of every model on the target domain's test pairs through the cross-domain bundle's
-``configs/evaluate.json``. ``--preset real`` is S→R with a real target instead: the shared AAPM–Mayo quarter-dose
-images, unlabelled while training (:mod:`.real`). The bundles hold all training and metric logic; the study only
+``configs/evaluate.json``. ``--preset real`` puts a real domain in both directions (:mod:`.real`): S→R with the
+shared AAPM–Mayo quarter-dose images as the unlabelled target, and R→S with one patient's real pairs as the labelled
+source and simulated pairs of two other patients as the target and test. The bundles hold all training and metric logic; the study only
 orchestrates, so every number can be reproduced with the bundle commands it logs::
 
     python -m ldct_scripts.studies.domain_adaptation --results-dir results/da_smoke --preset smoke
@@ -26,9 +27,9 @@ naming the differences (tables, figures and the report are simply redone). One r
 folder (``.lock``). Every preset size is also an option (``--n-pixels``, ``--n-train``, ``--max-epochs``, ...).
 
 The package, by job: ``config`` (options, ``presets.json``, the seed's Table 1 in ``seed.json``), ``study`` (the units
-and the commands they run), ``real`` (the real target's units), ``stages`` (what evaluation and figures derive),
+and the commands they run), ``real`` (the real target's units), ``real_data`` (its NIfTI copies of the shared slices), ``stages`` (what evaluation and figures derive),
 ``analysis`` (pure functions: readings, table rows), ``figures``, ``report`` (the templates ``report.md.in`` and
-``report_real.md.in``).
+``report_real.md.in`` with one ``report_real_direction.md.in`` per direction).
 """
 
 from .cli import main

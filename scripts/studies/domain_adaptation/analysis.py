@@ -10,7 +10,7 @@ import numpy as np
 from .config import METHODS, REAL_METHODS, SEED
 
 __all__ = ["to_hu", "summarize", "lookup", "select_rows", "reading", "seed_table", "roi_box", "rmse_hu",
-           "bundle_name", "real_rows", "real_table", "real_reading", "mask_lines"]
+           "bundle_name", "real_rows", "real_table", "seed_gain_db", "real_reading", "mask_lines"]
 
 
 def to_hu(mu, mu_water: float) -> np.ndarray:
@@ -179,12 +179,24 @@ def real_table(rows: Sequence[Mapping]) -> str:
     return "\n".join(lines)
 
 
-def real_reading(rows: Sequence[Mapping], claim_db: float = SEED["s2r_gain_db"]) -> list[str]:
+def seed_gain_db(direction: str = "S→R", table1: Mapping = SEED["table1"]) -> float:
+    """The PSNR gain of adaptive alignment over plain CPCE that seed B's Table 1 prints for a direction (dB).
+
+    Args:
+        direction: ``"S→R"`` (42.27 − 38.58 = 3.69 dB) or ``"R→S"`` (40.92 − 36.31 = 4.61 dB).
+        table1: the seed's cells (``seed.json``), ``"mean±var"`` strings.
+    """
+    cells = table1["psnr"][direction]
+    return float(cells["Ours"].split("±")[0]) - float(cells["CPCE"].split("±")[0])
+
+
+def real_reading(rows: Sequence[Mapping], claim_db: float = SEED["s2r_gain_db"], direction: str = "S→R") -> list[str]:
     """Adaptive alignment against plain CPCE with the same budget, per kernel, whatever the sign.
 
     Args:
         rows: :func:`real_rows`.
-        claim_db: the seed's claimed S→R gain (dB).
+        claim_db: the seed's claimed gain in this direction (dB).
+        direction: the direction's name in the line.
     """
     out = []
     for kernel in sorted({r["kernel"] for r in rows}):
@@ -194,7 +206,7 @@ def real_reading(rows: Sequence[Mapping], claim_db: float = SEED["s2r_gain_db"])
             dp = float(a["psnr_body_mean"]) - float(b["psnr_body_mean"])
             dr = float(a["rmse_body_mean"]) - float(b["rmse_body_mean"])
             out.append(f"- {kernel}: adaptive RFM alignment vs plain CPCE, same source pairs and budget: "
-                       f"{dp:+.2f} dB body PSNR, {dr:+.1f} HU body RMSE (seed B claims +{claim_db:g} dB S→R).")
+                       f"{dp:+.2f} dB body PSNR, {dr:+.1f} HU body RMSE (seed B claims +{claim_db:.1f} dB {direction}).")
     return out
 
 

@@ -14,7 +14,7 @@ from ldct_scripts import BUNDLES_DIR, REPO
 from ldct_scripts.studies.engine import output_folder
 
 __all__ = ["STAGES", "REAL_STAGES", "DIRECTIONS", "METHODS", "REAL_METHODS", "UNET_COLUMN", "HU_WINDOW", "DISPLAY_HU",
-           "PRESETS", "SEED", "PROFILE", "SELECTION_RULE", "CPCE_BUNDLE", "UNET_BUNDLE", "Config", "build_parser",
+           "PRESETS", "SEED", "PROFILE", "SELECTION_RULE", "R2S_PATIENT", "CPCE_BUNDLE", "UNET_BUNDLE", "Config", "build_parser",
            "resolve_config", "check_real", "option"]
 
 _HERE = Path(__file__).resolve().parent
@@ -42,8 +42,11 @@ REAL_METHODS = {
 }
 #: The real target's simulated source: the shipped Siemens Definition AS B30f profile of ``ldct_sim``.
 PROFILE = "definition_as_b30f"
-SELECTION_RULE = ("the checkpoint with the best PSNR on the source (simulated) validation pairs; the same for "
-                  "every method; no target label is read before the test")
+SELECTION_RULE = ("the checkpoint with the best PSNR on the source validation pairs (simulated for S→R, real for "
+                  "R→S); the same for every method; no target label is read before the test")
+#: R→S (``--preset real``): the patient whose real smooth-kernel pairs are the labelled source; the test is the
+#: simulated pairs of the other patients (``normal_dose.npz``), so train and test share no patient.
+R2S_PATIENT = "L506"
 HU_WINDOW = (-1024.0, 3072.0)  # the cross-domain bundle's network scale (HU)
 DISPLAY_HU = (40.0, 400.0)  # the seed's Figures 2 and 3 (HU)
 
@@ -184,7 +187,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     config = Config(
         results_dir=str(Path(args.results_dir).resolve()), preset=args.preset,
         stages=tuple(s for s in (REAL_STAGES if real else STAGES) if s in stages),
-        directions=("s2r",) if real else _names(args.directions, DIRECTIONS, "direction"),
+        directions=_names(args.directions, DIRECTIONS, "direction"),
         methods=_names(args.methods or ",".join(REAL_METHODS if real else ("baseline", "adaptive")), methods,
                        "method for --preset real" if real else "method"),
         unet=bool(args.unet) and not real, vgg_weights=None if args.vgg_weights is None else str(Path(args.vgg_weights).resolve()),

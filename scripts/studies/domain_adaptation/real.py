@@ -16,46 +16,24 @@ never enter the repository: the results folder must lie outside it (``config.che
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from ldct_scripts import REPO
 from ldct_scripts.studies.engine import StudyError, Unit, bundle_command, file_digest, read_json, write_table
 
 from . import analysis
-from .config import CPCE_BUNDLE, PROFILE, REAL_METHODS, UNET_BUNDLE
+from .config import CPCE_BUNDLE, PROFILE, R2S_PATIENT, REAL_METHODS, UNET_BUNDLE
+from .real_data import write_normal_dose, write_real_source, write_simulated_test
 from .report import write_real_report
 from .study import _CPCE_EPOCH, _UNET_ITER, DomainAdaptationStudy
 
 __all__ = ["RealTargetStudy", "write_normal_dose"]
 
-
-def write_normal_dose(real_dir: Path, out_dir: Path, kernel: str = "B30f") -> list[Path]:
-    """The shared normal-dose slices of one kernel as NIfTI in HU, one folder per patient (the simulator's input).
-
-    Args:
-        real_dir: the shared real folder (``normal_dose.npz`` with ``hu`` (N, H, W), ``normal_dose.json`` records).
-        out_dir: where ``<patient>/<index>.nii.gz`` go.
-        kernel: the kernel prefix of the slices kept.
-    """
-    import nibabel as nib
-
-    records = json.loads((real_dir / "normal_dose.json").read_text())
-    hu = np.load(real_dir / "normal_dose.npz")["hu"]
-    written = []
-    for i, rec in enumerate(records):
-        if str(rec.get("kernel", "")).startswith(kernel):
-            folder = out_dir / rec["patient"]
-            folder.mkdir(parents=True, exist_ok=True)
-            mm, thick = float(rec["pixel_spacing_mm"]), float(rec.get("slice_thickness_mm") or 1.0)
-            nib.save(nib.Nifti1Image(hu[i].astype(np.float32)[:, :, None], np.diag([mm, mm, thick, 1.0])),
-                     str(folder / f"{i:02d}.nii.gz"))
-            written.append(folder / f"{i:02d}.nii.gz")
-    return written
+#: Where each direction's labelled source, unlabelled target and test pairs lie under ``<results>/data``.
+_SOURCE = {"s2r": f"source/{PROFILE}", "r2s": "real_source"}
+_TARGET = {"s2r": "real/low_dose", "r2s": f"source/{PROFILE}/input"}
 
 
 class RealTargetStudy(DomainAdaptationStudy):
@@ -71,9 +49,12 @@ class RealTargetStudy(DomainAdaptationStudy):
         c = self.cfg
         trained = [m for m in c.methods if m != "shipped"]
         units = [Unit("data", "real", "simulate", 1.0)] if "data" in c.stages else []
-        units += [Unit("train", f"s2r_{m}", "train", c.max_epochs * c.patches_per_epoch) for m in trained if "train" in c.stages]
+        units += [Unit("data", "r2s", "simulate", 0.1)] if "data" in c.stages and "r2s" in c.directions else []
+        units += [Unit("train", f"{d}_{m}", "train", c.max_epochs * c.patches_per_epoch)
+                  for d in c.directions for m in trained if "train" in c.stages]
         if "evaluate" in c.stages:
-            units += [Unit("evaluate", m, "infer", 1.0) for m in c.methods] + [Unit("evaluate", "table", "tables", 1.0)]
+            units += [u for d in c.directions for u in
+                      [Unit("evaluate", f"{d}_{m}", "infer", 1.0) for m in c.methods] + [Unit("evaluate", f"table_{d}", "tables", 1.0)]]
         return units + ([Unit("report", "report", "report", 1.0)] if "report" in c.stages else [])
 
     def _pairs(self) -> dict:
@@ -110,41 +91,66 @@ class RealTargetStudy(DomainAdaptationStudy):
 
         return self.unit("data", "real", settings, self._pairs(), work, "simulate")
 
+    def r2s_data_marker(self, run: bool = False) -> dict:
+        """R→S's data: the real pairs of ``R2S_PATIENT`` as the labelled source, and S→R's simulated pairs in HU as
+        the test (their inputs are the unlabelled target): the unit's marker.
+
+        Args:
+            run: run the unit unless it is done.
+        """
+        settings, upstream = {"patient": R2S_PATIENT, "kernel": "B30f", "n_validation": 2}, {"data": self.data_marker()["digest"]}
+        if not run:
+            return self.require("data", "r2s", settings, upstream, "run the study with --stages data first.")
+
+        def work(uid):
+            source = write_real_source(Path(self.cfg.real_dir), self.data_dir / _SOURCE["r2s"], R2S_PATIENT)
+            names = write_simulated_test(self.data_dir / _SOURCE["s2r"], self.data_dir / "simulated_test")
+            return {"files": [str(source), str(self.data_dir / "simulated_test")]}, f"real source, {len(names)} test pairs"
+
+        return self.unit("data", "r2s", settings, upstream, work, "simulate")
+
+    def stage_data(self) -> None:
+        """The target NIfTI and the simulated source; with R→S, its real source and simulated test too."""
+        self.data_marker(run=True)
+        if "r2s" in self.cfg.directions:
+            self.r2s_data_marker(run=True)
+
     # ---- training -------------------------------------------------------------------------------
-    def _per_epoch(self) -> int:
+    def _per_epoch(self, direction: str = "s2r") -> int:
         """The U-Net's iterations per "epoch" (one validation each) for the CPCE's number of source patches: the
         U-Net bundle's loader yields ``min(batch, training slices)`` patches per iteration (one per slice)."""
-        c = self.cfg
-        datalist = read_json(self.data_dir / "source" / PROFILE / "datalist.json")
+        c, folder = self.cfg, self.data_dir / _SOURCE[direction]
+        datalist = read_json(folder / "datalist.json")
         if not isinstance(datalist, dict):
-            raise StudyError(f"no simulated source datalist in {self.data_dir / 'source' / PROFILE}; run --stages data first.")
+            raise StudyError(f"no source datalist in {folder}; run --stages data first.")
         return max(1, c.patches_per_epoch // min(c.batch_size, len(datalist["training"])))
 
-    def _iterations(self) -> int:
+    def _iterations(self, direction: str = "s2r") -> int:
         """The U-Net's iterations: a whole number of validation intervals (its ``train.json`` requires it)."""
-        return self._per_epoch() * self.cfg.max_epochs
+        return self._per_epoch(direction) * self.cfg.max_epochs
 
-    def _real_settings(self, method: str) -> dict:
+    def _real_settings(self, method: str, direction: str = "s2r") -> dict:
         c = self.cfg
         if method == "unet":
-            n = self._iterations()
-            return {"train_fraction": 1.0, "num_iterations": n, "val_interval": self._per_epoch(),
+            n = self._iterations(direction)
+            return {"train_fraction": 1.0, "num_iterations": n, "val_interval": self._per_epoch(direction),
                     "early_stop_patience": 1000, "patch_size": c.patch_size, "batch_size": c.batch_size, "num_workers": 0,
                     "seed": c.seed, "bundle": "train.json+finetune.json"}
         return {"max_epochs": c.max_epochs, "patches_per_epoch": c.patches_per_epoch, "batch_size": c.batch_size,
                 "patch_size": f"[{c.patch_size},{c.patch_size}]", "seed": c.seed, **REAL_METHODS[method][1],
-                "bundle": "train.json+adapt.json"}
+                "bundle": "train.json+adapt.json", **({"target_unit": "mu"} if direction == "r2s" else {})}
 
     def train_marker(self, direction: str, method: str, run: bool = False) -> dict:
-        """One method's training from its bundle's shipped weights on the simulated source: its marker.
+        """One method's training from its bundle's shipped weights on the direction's source: its marker.
 
         Args:
-            direction: ``s2r`` (the only direction with a real target).
+            direction: ``s2r`` (simulated source, real target) or ``r2s`` (real source, simulated target).
             method: a key of ``REAL_METHODS`` other than ``shipped``.
             run: run the unit unless it is done.
         """
-        upstream = {"data": self.data_marker()["digest"]}  # first: the U-Net's settings read the simulated datalist
-        c, name, settings = self.cfg, f"s2r_{method}", self._real_settings(method)
+        data = self.data_marker() if direction == "s2r" else self.r2s_data_marker()
+        upstream = {"data": data["digest"]}  # first: the U-Net's settings read the source datalist
+        c, name, settings = self.cfg, f"{direction}_{method}", self._real_settings(method, direction)
         if not run:
             return self.require("train", name, settings, upstream, "run the study with --stages train first.")
         run_dir, unet = self.root / "runs" / name, method == "unet"
@@ -154,59 +160,73 @@ class RealTargetStudy(DomainAdaptationStudy):
             overrides = {k: v for k, v in settings.items() if k != "bundle"}
             overrides["device"] = f"$torch.device('{c.device}')"
             if unet:
-                overrides.update(dataset_dir=data / "source" / PROFILE, output_dir=run_dir)
+                overrides.update(dataset_dir=data / _SOURCE[direction], output_dir=run_dir)
                 configs, model = ["configs/train.json", "configs/finetune.json"], run_dir / "checkpoints" / "model.pt"
-                total, pattern = self._iterations(), _UNET_ITER
+                total, pattern = self._iterations(direction), _UNET_ITER
             else:
-                overrides.update(source_dir=data / "source", target_dir=data / "real" / "low_dose", run_dir=run_dir)
+                overrides.update(source_dir=data / _SOURCE[direction], target_dir=data / _TARGET[direction], run_dir=run_dir)
                 configs, model = ["configs/train.json", "configs/adapt.json"], run_dir / "model.pt"
                 total, pattern = c.max_epochs, _CPCE_EPOCH
-            self.run_command(uid, bundle_command(configs, overrides), self.log_path("train", method),
+            self.run_command(uid, bundle_command(configs, overrides), self.log_path("train", name),
                              UNET_BUNDLE if unet else CPCE_BUNDLE, total, pattern)
             if not model.is_file():
-                raise StudyError(f"train {name}: the bundle finished without {model}; see {self.log_path('train', method)}.")
+                raise StudyError(f"train {name}: the bundle finished without {model}; see {self.log_path('train', name)}.")
             return {"files": [str(model)], "model": str(model), "model_digest": file_digest(model)}, f"{model.name} written"
 
         return self.unit("train", name, settings, upstream, work, "train", c.max_epochs * c.patches_per_epoch)
 
     def stage_train(self) -> None:
-        """One run per method (the shipped weights are not trained), same source pairs and patches."""
-        self.data_marker()
-        for method in self.cfg.methods:
-            if method != "shipped":
-                self.train_marker("s2r", method, run=True)
+        """One run per direction and method (the shipped weights are not trained), same source pairs and patches."""
+        for direction in self.cfg.directions:
+            (self.data_marker if direction == "s2r" else self.r2s_data_marker)()
+            for method in self.cfg.methods:
+                if method != "shipped":
+                    self.train_marker(direction, method, run=True)
 
     # ---- evaluation and report ------------------------------------------------------------------
-    def eval_marker(self, method: str) -> dict:
-        """One method through ``python -m ldct_scripts.bench.bench_real`` on the shared pairs: its marker.
+    def eval_marker(self, direction: str, method: str) -> dict:
+        """One method through ``python -m ldct_scripts.bench.bench_real``: its marker. S→R scores the shared real
+        pairs; R→S the simulated pairs of the other patients (``data/simulated_test``, B30f profile).
 
         Args:
+            direction: ``s2r`` or ``r2s``.
             method: a key of ``REAL_METHODS``.
         """
-        bundle = analysis.bundle_name(method)
+        bundle, name = analysis.bundle_name(method), f"{direction}_{method}"
         if method == "shipped":
             shipped = CPCE_BUNDLE / "models" / "model.pt"
             ckpt, upstream = None, {"weights": file_digest(shipped) if shipped.is_file() else None}
         else:
-            train = self.train_marker("s2r", method)
+            train = self.train_marker(direction, method)
             ckpt, upstream = train["outputs"]["model"], {"train": train["digest"]}
-        upstream["pairs"] = self._pairs()["dev_pairs.npz"]
-        out = self.root / "eval" / method
+        if direction == "s2r":
+            upstream["pairs"] = self._pairs()["dev_pairs.npz"]
+            pairs = ["--from-npz", Path(self.cfg.real_dir) / "dev_pairs.npz"]
+        else:
+            upstream["data"] = self.r2s_data_marker()["digest"]
+            test = self.data_dir / "simulated_test"
+            pairs = ["--low-dose", test / "low_dose", "--full-dose", test / "full_dose", "--kernel", "B30f"]
+        out = self.root / "eval" / name
 
         def work(uid):
-            argv = [sys.executable, "-m", "ldct_scripts.bench.bench_real", "--from-npz", Path(self.cfg.real_dir) / "dev_pairs.npz",
-                    "--bundles", bundle, "--out", out, "--no-progress"]
+            argv = [sys.executable, "-m", "ldct_scripts.bench.bench_real", *pairs, "--bundles", bundle, "--out", out,
+                    "--no-progress"]
             argv += ["--ckpt", f"{bundle}={ckpt}"] if ckpt else []
             if out.exists():  # an interrupted or outdated evaluation of ours: bench_real wants a new or empty folder
                 shutil.rmtree(out)
-            self.run_command(uid, argv, self.log_path("evaluate", method), cwd=REPO)
-            return {"files": [str(out / "results.csv")]}, f"{bundle} on the shared pairs"
+            self.run_command(uid, argv, self.log_path("evaluate", name), cwd=REPO)
+            return {"files": [str(out / "results.csv")]}, f"{bundle} on the {direction} test pairs"
 
-        return self.unit("evaluate", method, {"method": method, "bundle": bundle}, upstream, work, "infer")
+        return self.unit("evaluate", name, {"method": method, "bundle": bundle, "direction": direction}, upstream, work,
+                         "infer")
 
-    def table_marker(self) -> dict:
-        """Every method on the shared pairs, then the table (``tables/s2r_real.{csv,md}``): the table unit's marker."""
-        markers = {m: self.eval_marker(m) for m in self.cfg.methods}
+    def table_marker(self, direction: str = "s2r") -> dict:
+        """Every method on one direction's test pairs, then its table (``tables/<direction>_real.{csv,md}``).
+
+        Args:
+            direction: ``s2r`` or ``r2s``.
+        """
+        markers = {m: self.eval_marker(direction, m) for m in self.cfg.methods}
 
         def work(uid):
             results = {}
@@ -215,20 +235,24 @@ class RealTargetStudy(DomainAdaptationStudy):
                     results[m] = list(csv.DictReader(f))
             rows = analysis.real_rows(results, list(self.cfg.methods))
             columns = list(dict.fromkeys(k for r in rows for k in r))
-            files = write_table(self.tables / "s2r_real", rows, columns, markdown=analysis.real_table(rows) + "\n")
+            files = write_table(self.tables / f"{direction}_real", rows, columns, markdown=analysis.real_table(rows) + "\n")
             return {"files": [str(f) for f in files], "rows": rows}, f"{len(rows)} rows"
 
         upstream = {m: mk["digest"] for m, mk in markers.items()}
-        return self.unit("evaluate", "table", {"methods": list(self.cfg.methods), "version": 1}, upstream, work, "tables")
+        return self.unit("evaluate", f"table_{direction}", {"methods": list(self.cfg.methods), "version": 1}, upstream,
+                         work, "tables")
 
     def stage_evaluate(self) -> None:
-        """Every method on the shared pairs, and the table."""
-        self.table_marker()
+        """Every method on each direction's test pairs, and the tables."""
+        for direction in self.cfg.directions:
+            self.table_marker(direction)
 
     def stage_report(self) -> None:
-        """``report.md``: the table, the reading, whether the mask adapts, what differs from seed B, settings."""
-        table = self.table_marker()  # evaluated first when the evaluate stage has not run (as before the move)
-        mask = self.root / "runs" / "s2r_adaptive" / "mask_report.json"
-        upstream = {"table": table["digest"], "mask": file_digest(mask) if mask.is_file() else None}
-        settings = {"config": {k: v for k, v in self.cfg.to_dict().items() if k not in ("stages", "device")}, "version": 1}
-        self.unit("report", "report", settings, upstream, lambda uid: write_real_report(self, table["outputs"]["rows"]), "report")
+        """``report.md``: the tables, the readings, whether the mask adapts, what differs from seed B, settings."""
+        tables = {d: self.table_marker(d) for d in self.cfg.directions}  # evaluated first when evaluate has not run
+        masks = {d: self.root / "runs" / f"{d}_adaptive" / "mask_report.json" for d in self.cfg.directions}
+        upstream = {**{f"table_{d}": t["digest"] for d, t in tables.items()},
+                    **{f"mask_{d}": file_digest(m) if m.is_file() else None for d, m in masks.items()}}
+        settings = {"config": {k: v for k, v in self.cfg.to_dict().items() if k not in ("stages", "device")}, "version": 2}
+        rows = {d: t["outputs"]["rows"] for d, t in tables.items()}
+        self.unit("report", "report", settings, upstream, lambda uid: write_real_report(self, rows), "report")

@@ -54,7 +54,7 @@ def test_bad_options_are_named(tmp_path, extra, message):
 
 def test_real_preset_defaults_to_all_five_methods(tmp_path):
     c = _config(tmp_path, "--preset", "real", "--real-dir", str(_real_dir(tmp_path)))
-    assert c.real and c.methods == tuple(da.REAL_METHODS) and c.directions == ("s2r",) and not c.unet
+    assert c.real and c.methods == tuple(da.REAL_METHODS) and c.directions == ("s2r", "r2s") and not c.unet
     assert c.stages == ("data", "train", "evaluate", "report") and (c.n_views, c.max_epochs, c.patches_per_epoch) == (576, 8, 384)
 
 

@@ -31,9 +31,14 @@ def test_real_report_states_rule_table_reading_and_mask(tmp_path):
     mask.write_text(json.dumps({"before": side, "after": side}))
     rows = [_row("low-dose input", 30.0, 40.0), _row(REAL_METHODS["baseline"][0], 20.0, 43.0),
             _row(REAL_METHODS["adaptive"][0], 19.0, 43.4)]
-    outputs, _ = report.write_real_report(study, rows)
+    r2s = [_row("low-dose input", 40.0, 38.0), _row(REAL_METHODS["baseline"][0], 20.0, 44.0),
+           _row(REAL_METHODS["adaptive"][0], 21.0, 43.5)]
+    outputs, _ = report.write_real_report(study, {"s2r": rows, "r2s": r2s})
     text = (tmp_path / "report.md").read_text()
     assert outputs["files"] == [str(tmp_path / "report.md")] and "${" not in text
+    assert text.index("## S→R on the 15 shared") < text.index("## R→S on the simulated pairs of L067 and L109")
+    assert "-0.50 dB body PSNR, +1.0 HU body RMSE (seed B claims +4.6 dB R→S)" in text  # 40.92 − 36.31 dB
+    assert text.count("- (no adaptive run)") == 1  # only S→R's adaptive run left a mask report
     assert f"Selection rule: {SELECTION_RULE}." in text and "8 epochs × 384 patches of 64² (batch 16)" in text
     assert "| B30f | 3 | CPCE + adaptive RFM alignment | 19.0 ± 1.0 |" in text
     assert "+0.40 dB body PSNR, -1.0 HU body RMSE (seed B claims +3.7 dB S→R)" in text
