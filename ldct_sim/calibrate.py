@@ -45,10 +45,11 @@ Masks (on the full-dose image): the body is the filled largest region above −5
 ``roi_px`` pixels on a half-overlapping grid lying wholly inside the body; the level uses the
 soft-tissue pixels. Mean NPS frequency is in cycles per pixel.
 
-Inputs: DICOM series folders, DICOM files or NIfTI files (HU), paired by slice position when both
-sides are DICOM with positions, else by sorted name and slice index.
+Inputs: DICOM series folders, DICOM files or NIfTI files (HU), paired by :mod:`ldct_sim.pairs` (DICOM by
+patient, kernel, slice thickness and position along the slice normal; NIfTI by sorted name and slice index).
 
-Modules: reading and pairing in :mod:`ldct_sim.calibrate_pairs`, masks, noise statistics and the kernel
+Modules: pairing in :mod:`ldct_sim.pairs` (shared with the real-data benchmark) and the calibration checks
+in :mod:`ldct_sim.calibrate_pairs`, masks, noise statistics and the kernel
 fit in :mod:`ldct_sim.calibrate_fit`; this module runs the calibration and re-exports their names.
 """
 
