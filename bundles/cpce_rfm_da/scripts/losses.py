@@ -83,6 +83,13 @@ class GeneratorLoss(nn.Module):
         perceptual: the ``L_per`` module, e.g. :class:`scripts.vgg.VGGPerceptualLoss`; ``None`` turns the
             perceptual term off (then ``lambda_per`` is unused).
         weighting: ``"sum"`` (default) or ``"alignment"``.
+        rec_weighting: ``"mse"`` (default, the seed's ``L_rec``) or ``"noise"``: each source patch's squared error
+            is scaled by ``(noise_ref² + noise_floor²) / (σ² + noise_floor²)``, ``σ²`` the variance of its
+            ``input − label`` (its noise), as the project's real-data recipe trains: without it the noisiest
+            patches own the loss and the network learns to blur what a low-noise image needs kept. Needs
+            ``input_source`` in ``forward``.
+        noise_ref, noise_floor: the weighting's reference noise and floor, in the network's intensity units
+            (``configs/adapt.json`` sets 20 and 10 HU); a patch with ``σ = noise_ref`` weighs as with ``"mse"``.
 
     ``forward`` returns a dict of scalar tensors: ``total`` (to back-propagate) and each term that was
     computed (``rec``, ``per``, ``adv``, ``align``, ``kl``, ``align_weight``).
@@ -97,6 +104,9 @@ class GeneratorLoss(nn.Module):
         beta_kl: float = 0.01,
         perceptual: nn.Module | None = None,
         weighting: Literal["sum", "alignment"] = "sum",
+        rec_weighting: Literal["mse", "noise"] = "mse",
+        noise_ref: float = 20.0 / 4096.0,
+        noise_floor: float = 10.0 / 4096.0,
     ):
         super().__init__()
         for name, value in (
@@ -108,6 +118,10 @@ class GeneratorLoss(nn.Module):
         ):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"GeneratorLoss: `{name}` must be a finite number >= 0, got {value!r}.")
+        if rec_weighting not in ("mse", "noise"):
+            raise ValueError(f"GeneratorLoss: `rec_weighting` must be either 'mse' or 'noise', got {rec_weighting!r}.")
+        if not (noise_ref > 0 and noise_floor > 0):
+            raise ValueError(f"GeneratorLoss: `noise_ref` and `noise_floor` must be > 0, got {noise_ref!r}, {noise_floor!r}.")
         if weighting not in ("sum", "alignment"):
             raise ValueError(f"GeneratorLoss: `weighting` must be either 'sum' or 'alignment', got {weighting!r}.")
         if perceptual is not None and not callable(perceptual):
@@ -119,6 +133,18 @@ class GeneratorLoss(nn.Module):
         self.beta_kl = float(beta_kl)
         self.perceptual = perceptual
         self.weighting = weighting
+        self.rec_weighting, self.noise_ref, self.noise_floor = rec_weighting, float(noise_ref), float(noise_floor)
+
+    def reconstruction(self, pred: torch.Tensor, label: torch.Tensor, inp: torch.Tensor | None = None) -> torch.Tensor:
+        """``L_rec``: the MSE, or with ``rec_weighting="noise"`` the mean of each patch's MSE times its weight."""
+        if self.rec_weighting == "mse":
+            return F.mse_loss(pred, label)
+        if inp is None:
+            raise ValueError("GeneratorLoss: rec_weighting='noise' needs `input_source` (the noisy source patches).")
+        per_patch = (pred - label).pow(2).flatten(1).mean(1)
+        noise_var = (inp - label).detach().flatten(1).var(1)
+        floor2 = self.noise_floor**2
+        return (per_patch * (self.noise_ref**2 + floor2) / (noise_var + floor2)).mean()
 
     def forward(
         self,
@@ -129,6 +155,7 @@ class GeneratorLoss(nn.Module):
         align_logits_target: torch.Tensor | None = None,
         kl: torch.Tensor | None = None,
         d_align_loss: torch.Tensor | float | None = None,
+        input_source: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Compute ``L_G``.
 
@@ -140,8 +167,9 @@ class GeneratorLoss(nn.Module):
             align_logits_target: ``D_w(M ⊙ x̂_T)``.
             kl: KL divergence of the mask encoder's latent; ``None`` leaves it out.
             d_align_loss: the alignment discriminator's loss at this step, for ``weighting="alignment"``.
+            input_source: ``x_S``, the noisy source patches, for ``rec_weighting="noise"``.
         """
-        terms: dict[str, torch.Tensor] = {"rec": F.mse_loss(pred_source, label_source)}
+        terms: dict[str, torch.Tensor] = {"rec": self.reconstruction(pred_source, label_source, input_source)}
         supervised = self.lambda_rec * terms["rec"]
         if self.perceptual is not None:
             terms["per"] = self.perceptual(pred_source, label_source)

@@ -206,7 +206,7 @@ class DomainAdaptationTrainer(Trainer):
         d_align_loss = d_image_loss = None
         if use_target:
             d_total, d_align_loss, d_image_loss = engine._discriminator_step(y_s, pred_t, masked_s, masked_t)
-        terms = engine._generator_step(pred_s, y_s, pred_t, masked_s, masked_t, kl, d_align_loss)
+        terms = engine._generator_step(pred_s, y_s, pred_t, masked_s, masked_t, kl, d_align_loss, x_s)
         if use_target:
             _set_requires_grad([engine.align_discriminator, engine.image_discriminator], True)
 
@@ -296,7 +296,7 @@ class DomainAdaptationTrainer(Trainer):
         _set_requires_grad(discs, False)
         return d_total, d_align_loss, d_image_loss
 
-    def _generator_step(self, pred_s, y_s, pred_t, masked_s, masked_t, kl, d_align_loss) -> dict:
+    def _generator_step(self, pred_s, y_s, pred_t, masked_s, masked_t, kl, d_align_loss, x_s=None) -> dict:
         """One update of the denoiser (and mask encoder) on ``L_G``; returns its terms (``total`` and each term)."""
         self.optimizer.zero_grad(set_to_none=self.optim_set_to_none)
         terms = self.loss_function(
@@ -307,6 +307,7 @@ class DomainAdaptationTrainer(Trainer):
             align_logits_target=self.align_discriminator(masked_t) if self.align else None,
             kl=kl,
             d_align_loss=None if d_align_loss is None else d_align_loss.detach(),
+            input_source=x_s,
         )
         self.fire_event(IterationEvents.LOSS_COMPLETED)
         terms["total"].backward()

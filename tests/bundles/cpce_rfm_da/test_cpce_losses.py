@@ -53,3 +53,21 @@ def test_generator_loss_validates_arguments(S):
         S.losses.GeneratorLoss(weighting="product")
     with pytest.raises(ValueError, match="give both"):
         S.losses.GeneratorLoss()(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4), align_logits_source=torch.zeros(1, 1))
+
+
+def test_noise_weighted_reconstruction_matches_a_hand_computation(S):
+    """rec_weighting='noise': each patch's MSE times (ref² + floor²) / (var(input - label) + floor²)."""
+    label = torch.zeros(2, 1, 4, 4)
+    noise = torch.tensor([1.0, -1.0]).repeat(8).reshape(1, 1, 4, 4)  # variance 16/15 (unbiased), mean 0
+    inp = torch.cat([label[:1] + 0.1 * noise, label[1:] + 0.3 * noise])
+    pred = torch.cat([torch.full((1, 1, 4, 4), 0.2), torch.full((1, 1, 4, 4), 0.1)])
+    loss = S.losses.GeneratorLoss(perceptual=None, rec_weighting="noise", noise_ref=0.2, noise_floor=0.1)
+    var = torch.tensor([0.01, 0.09]) * 16 / 15
+    want = ((torch.tensor([0.04, 0.01]) * (0.04 + 0.01) / (var + 0.01)).mean())
+    torch.testing.assert_close(loss.reconstruction(pred, label, inp), want)
+    # the quieter patch weighs more than with plain MSE, the noisier one less
+    assert loss.reconstruction(pred, label, inp) != S.losses.GeneratorLoss(perceptual=None).reconstruction(pred, label)
+    with pytest.raises(ValueError, match="needs `input_source`"):
+        loss(pred, label)
+    with pytest.raises(ValueError, match="rec_weighting"):
+        S.losses.GeneratorLoss(rec_weighting="l1")
