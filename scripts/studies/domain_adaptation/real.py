@@ -138,7 +138,7 @@ class RealTargetStudy(DomainAdaptationStudy):
                     "seed": c.seed, "bundle": "train.json+finetune.json"}
         return {"max_epochs": c.max_epochs, "patches_per_epoch": c.patches_per_epoch, "batch_size": c.batch_size,
                 "patch_size": f"[{c.patch_size},{c.patch_size}]", "seed": c.seed, **REAL_METHODS[method][1],
-                "bundle": "train.json+adapt.json", **({"target_unit": "mu"} if direction == "r2s" else {})}
+                "rec_weighting": "noise", "bundle": "train.json+adapt.json", **({"target_unit": "mu"} if direction == "r2s" else {})}
 
     def train_marker(self, direction: str, method: str, run: bool = False) -> dict:
         """One method's training from its bundle's shipped weights on the direction's source: its marker.
