@@ -172,6 +172,30 @@ def _check_hu(img: np.ndarray, path: str, index: int) -> None:
         )
 
 
+def _check_counts_and_keys(kind: str, ld: list[_Slice], fd: list[_Slice]) -> None:
+    """NIfTI: the same number of files and of slices per file pair; either kind: no two slices with one key."""
+    if kind == "nifti":
+        n_ld, n_fd = len({s.path for s in ld}), len({s.path for s in fd})
+        if n_ld != n_fd:
+            raise PairError(
+                f"--low-dose holds {n_ld} NIfTI file(s) and --full-dose {n_fd}; NIfTI pairs by sorted name, "
+                "so both sides need the same number of files."
+            )
+        for a, b in zip(sorted({s.path for s in ld}), sorted({s.path for s in fd})):
+            na, nb = sum(s.path == a for s in ld), sum(s.path == b for s in fd)
+            if na != nb:
+                raise PairError(f"{a} holds {na} slice(s) but its full-dose partner {b} holds {nb}.")
+    for role, items in (("--low-dose", ld), ("--full-dose", fd)):
+        seen: dict[tuple, str] = {}
+        for s in items:
+            if s.key in seen:
+                raise PairError(
+                    f"{role}: {seen[s.key]} and {s.path} have the same patient, kernel, slice thickness and position "
+                    f"{s.key!r}; put the series in separate runs."
+                )
+            seen[s.key] = s.path
+
+
 def load_pairs(low_dose, full_dose, kernel: str | None = None, extra_full_dose: str = "error") -> list[CTPair]:
     """Read and pair low-dose and full-dose CT slices (HU).
 
@@ -197,26 +221,7 @@ def load_pairs(low_dose, full_dose, kernel: str | None = None, extra_full_dose: 
     fd_kind, fd = _slices(full_dose, "--full-dose")
     if ld_kind != fd_kind:
         raise PairError(f"--low-dose holds {ld_kind.upper()} and --full-dose {fd_kind.upper()}; give the same kind on both sides.")
-    if ld_kind == "nifti":
-        n_ld, n_fd = len({s.path for s in ld}), len({s.path for s in fd})
-        if n_ld != n_fd:
-            raise PairError(
-                f"--low-dose holds {n_ld} NIfTI file(s) and --full-dose {n_fd}; NIfTI pairs by sorted name, "
-                "so both sides need the same number of files."
-            )
-        for a, b in zip(sorted({s.path for s in ld}), sorted({s.path for s in fd})):
-            na, nb = sum(s.path == a for s in ld), sum(s.path == b for s in fd)
-            if na != nb:
-                raise PairError(f"{a} holds {na} slice(s) but its full-dose partner {b} holds {nb}.")
-    for role, items in (("--low-dose", ld), ("--full-dose", fd)):
-        seen: dict[tuple, str] = {}
-        for s in items:
-            if s.key in seen:
-                raise PairError(
-                    f"{role}: {seen[s.key]} and {s.path} have the same patient, kernel, slice thickness and position "
-                    f"{s.key!r}; put the series in separate runs."
-                )
-            seen[s.key] = s.path
+    _check_counts_and_keys(ld_kind, ld, fd)
     fd_by_key = {s.key: s for s in fd}
     unmatched = [s for s in ld if s.key not in fd_by_key]
     extra = sorted(set(fd_by_key) - {s.key for s in ld}, key=repr)
