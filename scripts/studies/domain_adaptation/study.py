@@ -7,22 +7,16 @@ import logging
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 from ldct_scripts.studies.engine import (
-    ResultsLock,
+    Study,
     StudyError,
-    StudyProgress,
     Unit,
-    UnitState,
     bundle_command,
     file_digest,
     read_json,
     run_logged,
-    setup_logging,
-    study_provenance,
-    write_json,
 )
 
 from . import stages
@@ -36,33 +30,23 @@ _CPCE_EPOCH = re.compile(r"Epoch\[(\d+)\] Complete")
 _UNET_ITER = re.compile(r"Epoch: (\d+)/\d+, Iter: (\d+)/(\d+)")
 
 
-class DomainAdaptationStudy:
+class DomainAdaptationStudy(Study):
     """Runs the stages of one :class:`~.config.Config` (two simulated domains) under ``config.results_dir``.
 
     Args:
         config: the run's settings.
     """
 
+    #: Inference is redone too when its settings change (its outputs are derived, like the tables).
+    REDO_KINDS = ("infer", "tables", "report")
+
     def __init__(self, config: Config):
-        self.cfg = config
-        self.root = Path(config.results_dir)
-        self.state_dir = self.root / "state"
+        super().__init__(config)
         self.data_dir = self.root / "data"
         self.tables = self.root / "tables"
         self.figures = self.root / "figures"
-        self.progress: StudyProgress | None = None
-        self.outcome: dict[str, str] = {}
 
     # ---- machinery ------------------------------------------------------------------------------
-    def log_path(self, stage: str, name: str) -> Path:
-        """``logs/<stage>/<name>.log``: the log of one unit's command.
-
-        Args:
-            stage: the unit's stage.
-            name: the log's name.
-        """
-        return self.root / "logs" / stage / f"{name}.log"
-
     def run_command(self, uid: str, argv: list, log_path: Path, cwd=None, total: int | None = None,
                     pattern: re.Pattern | None = None) -> float:
         """Run a command logged to ``log_path`` (its command line first), showing its step when ``pattern`` matches.
@@ -87,55 +71,6 @@ class DomainAdaptationStudy:
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONHASHSEED="0")
         return run_logged([str(a) for a in argv], log_path, cwd=cwd or CPCE_BUNDLE, env=env, on_line=on_line)
 
-    def unit(self, stage: str, name: str, settings: dict, upstream: dict, work, kind: str, weight: float = 1.0) -> dict:
-        """Run ``work(unit_id) -> (outputs, note)`` unless its marker says it is done; returns the marker.
-
-        Units that only derive tables, figures or the report (kind ``tables``/``report``) are redone when their
-        settings change; the others (data, training) refuse a results folder made with other settings.
-
-        Args:
-            stage: the unit's stage.
-            name: the unit's name.
-            settings: what determines its outputs.
-            upstream: ``{name: digest}`` of the units it reads.
-            work: the function that does it.
-            kind: ``simulate``, ``train``, ``infer``, ``tables`` or ``report``.
-            weight: its estimated cost, for the ETA.
-        """
-        state = UnitState(self.state_dir, stage, name, settings, upstream, strict=kind not in ("infer", "tables", "report"))
-        unit = self.progress.add(Unit(stage, name, kind, weight))
-        status, marker = state.status()
-        if status == "done":
-            if unit.id not in self.outcome:
-                self.progress.skip(unit.id, f"done, {state.done_path.relative_to(self.root)}")
-                self.outcome[unit.id] = "skipped"
-            return marker
-        if status == "stale":
-            log.info("%s: an input changed or an output is missing since it ran; running it again", unit.id)
-        state.start()
-        self.progress.start(unit.id)
-        t0 = time.time()
-        outputs, note = work(unit.id)
-        marker = state.finish(outputs, time.time() - t0)
-        self.progress.finish(unit.id, note)
-        self.outcome[unit.id] = "ran"
-        return marker
-
-    def require(self, stage: str, name: str, settings: dict, upstream: dict, hint: str) -> dict:
-        """The marker of a finished prerequisite, or a StudyError saying which stage to run.
-
-        Args:
-            stage: its stage.
-            name: its name.
-            settings: its settings.
-            upstream: its upstream digests.
-            hint: what to do when it is not done.
-        """
-        status, marker = UnitState(self.state_dir, stage, name, settings, upstream).status()
-        if status != "done":
-            raise StudyError(f"{stage}/{name} is {'out of date' if status == 'stale' else 'not done'}; {hint}")
-        return marker
-
     # ---- running --------------------------------------------------------------------------------
     def plan(self) -> list[Unit]:
         """Every unit of the requested stages, with a work estimate (pixels × epochs or iterations)."""
@@ -155,29 +90,10 @@ class DomainAdaptationStudy:
                   for s, n in (("figures", "examples"), ("report", "report")) if s in c.stages]
         return units
 
-    def run(self) -> dict:
-        """Run the requested stages; returns ``{unit id: "ran" | "skipped"}``.
-
-        Raises:
-            StudyError: a unit failed, a prerequisite is missing, the folder holds other settings, or another
-                run holds the folder's lock.
-        """
-        self.root.mkdir(parents=True, exist_ok=True)
-        with ResultsLock(self.root):
-            setup_logging(self.root / "logs" / "study.log")
-            c = self.cfg
-            write_json(self.root / "config.json", {"config": c.to_dict(), "provenance": study_provenance()})
-            log.info("cross-domain study in %s: preset %s, stages %s, directions %s, methods %s", self.root, c.preset,
-                     ",".join(c.stages), ",".join(c.directions), ",".join(c.methods))
-            self.progress = StudyProgress(self.plan())
-            try:
-                for stage in c.stages:
-                    getattr(self, f"stage_{stage}")()
-            finally:
-                self.progress.close()
-        ran = sum(v == "ran" for v in self.outcome.values())
-        log.info("finished: %d units run, %d skipped; results in %s", ran, len(self.outcome) - ran, self.root)
-        return self.outcome
+    def describe(self) -> str:
+        c = self.cfg
+        return (f"cross-domain study in {self.root}: preset {c.preset}, stages {','.join(c.stages)}, directions "
+                f"{','.join(c.directions)}, methods {','.join(c.methods)}")
 
     # ---- data -----------------------------------------------------------------------------------
     def _data_settings(self) -> dict:

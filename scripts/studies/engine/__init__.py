@@ -18,6 +18,8 @@ one set of tables) grouped in *stages*. The engine gives each runner the same ma
 * :mod:`.tables`: :func:`write_table` (CSV + Markdown), :func:`markdown_table`, :func:`mean_std`.
 * :mod:`.files`: atomic :func:`write_text`/:func:`write_json`, :func:`read_json`, digests, :func:`output_folder`.
 * :mod:`.provenance`: :func:`study_provenance`, git commit, package versions, platform, command line.
+* :mod:`.study`: :class:`Study`, the base of every runner: the folder's lock and log, ``config.json``, the stage
+  loop, :meth:`~Study.unit` (run or skip one unit) and :meth:`~Study.require` (a finished prerequisite).
 
 A bundle's own code is imported with :mod:`ldct_scripts.bundle_import`.
 """
@@ -28,10 +30,12 @@ from .lock import ResultsLock
 from .progress import StudyProgress, Unit, format_seconds, setup_logging
 from .provenance import study_provenance
 from .runner import bundle_command, run_logged, run_study
+from .study import Study
 from .tables import markdown_table, mean_std, write_table
 from .units import UnitState
 
 __all__ = [
+    "Study",
     "StudyError",
     "fingerprint",
     "file_digest",

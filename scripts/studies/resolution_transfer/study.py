@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +16,14 @@ import numpy as np
 from ldct_scripts import REPO
 from ldct_scripts.bundle_import import load_bundle_module
 from ldct_scripts.studies.engine import (
-    ResultsLock,
+    Study,
     StudyError,
-    StudyProgress,
     Unit,
     UnitState,
     bundle_command,
     file_digest,
     read_json,
     run_logged,
-    setup_logging,
-    study_provenance,
-    write_json,
 )
 
 from . import stages
@@ -44,7 +39,7 @@ _RESUMED = re.compile(r"at iteration (\d+)")
 _BAR = re.compile(r"\|\s*(\d+)/(\d+)\s*\[")
 
 
-class ResolutionTransferStudy:
+class ResolutionTransferStudy(Study):
     """Runs the stages of one :class:`~.config.Config` under ``config.results_dir``.
 
     Args:
@@ -52,14 +47,11 @@ class ResolutionTransferStudy:
     """
 
     def __init__(self, config: Config):
-        self.cfg = config
-        self.root = Path(config.results_dir)
+        super().__init__(config)
         self.bundle = Path(config.bundle_root)
-        self.state_dir = self.root / "state"
         self.data_dir = self.root / "data"
         self.tables = self.root / "tables"
         self.figures = self.root / "figures"
-        self.progress: StudyProgress | None = None
         self._metrics = None
         self._datalists: dict[float, dict] = {}
 
@@ -82,9 +74,6 @@ class ResolutionTransferStudy:
         if self._metrics is None:
             self._metrics = load_bundle_module(self.bundle, "metrics")
         return self._metrics
-
-    def _log_path(self, stage: str, name: str) -> Path:
-        return self.root / "logs" / stage / f"{name}.log"
 
     # ---- planning -------------------------------------------------------------------------------
     def _n_slices(self) -> int:
@@ -128,70 +117,15 @@ class ResolutionTransferStudy:
         return units
 
     # ---- running --------------------------------------------------------------------------------
-    def run(self) -> dict:
-        """Run the requested stages; returns ``{unit id: "ran" | "skipped"}``.
-
-        Raises:
-            StudyError: a unit failed, a prerequisite is missing, the folder holds other settings, or another
-                run holds the folder's lock.
-        """
-        self.root.mkdir(parents=True, exist_ok=True)
-        with ResultsLock(self.root):
-            return self._run()
-
-    def _run(self) -> dict:
-        setup_logging(self.root / "logs" / "study.log")
+    def describe(self) -> str:
         c = self.cfg
-        write_json(self.root / "config.json", {"config": c.to_dict(), "provenance": study_provenance()})
-        log.info("resolution-transfer study in %s: preset %s, stages %s, resolutions %s µm, %s, %d² px, seed %d",
-                 self.root, c.preset, ",".join(c.stages), ", ".join(f"{r:g}" for r in c.resolutions),
-                 f"{c.phantoms} phantoms" if c.phantoms else f"source {c.source}", c.n_pixels, c.seed)
+        return (f"resolution-transfer study in {self.root}: preset {c.preset}, stages {','.join(c.stages)}, resolutions "
+                f"{', '.join(f'{r:g}' for r in c.resolutions)} µm, "
+                f"{f'{c.phantoms} phantoms' if c.phantoms else f'source {c.source}'}, {c.n_pixels}² px, seed {c.seed}")
+
+    def check(self) -> None:
         if not (self.bundle / "configs" / "train.json").is_file():
             raise StudyError(f"--bundle-root {str(self.bundle)!r} is not the U-Net bundle (no configs/train.json).")
-        self.progress = StudyProgress(self.plan())
-        self.outcome: dict[str, str] = {}
-        try:
-            for stage in c.stages:
-                getattr(self, f"stage_{stage}")()
-        finally:
-            self.progress.close()
-        ran = sum(v == "ran" for v in self.outcome.values())
-        log.info("finished: %d units run, %d skipped; results in %s", ran, len(self.outcome) - ran, self.root)
-        return self.outcome
-
-    def _unit(self, stage: str, name: str, settings: dict, upstream: dict, work, kind: str = "tables",
-              weight: float = 1.0) -> dict:
-        """Run ``work(unit_id) -> (outputs, note)`` unless its marker says it is done; returns the marker.
-
-        Units that only derive tables, figures or the report (kind ``tables``/``report``) are redone when their
-        settings change; the others refuse a results folder made with other settings."""
-        state = UnitState(self.state_dir, stage, name, settings, upstream, strict=kind not in ("tables", "report"))
-        unit = self.progress.add(Unit(stage, name, kind, weight))
-        status, marker = state.status()
-        if status == "done" and unit.id in self.outcome:  # already handled in this run (a shared prerequisite)
-            return marker
-        if status == "done":
-            self.progress.skip(unit.id, f"done, {state.done_path.relative_to(self.root)}")
-            self.outcome[unit.id] = "skipped"
-            return marker
-        if status == "stale":
-            log.info("%s: an input changed or an output is missing since it ran; running it again", unit.id)
-        state.start()
-        self.progress.start(unit.id)
-        t0 = time.time()
-        outputs, note = work(unit.id)
-        marker = state.finish(outputs, time.time() - t0)
-        self.progress.finish(unit.id, note)
-        self.outcome[unit.id] = "ran"
-        return marker
-
-    def _require(self, stage: str, name: str, settings: dict, upstream: dict, hint: str) -> dict:
-        """The marker of a finished prerequisite, or a StudyError saying which stage to run."""
-        state = UnitState(self.state_dir, stage, name, settings, upstream)
-        status, marker = state.status()
-        if status != "done":
-            raise StudyError(f"{state.id} is {'out of date' if status == 'stale' else 'not done'}; {hint}")
-        return marker
 
     # ---- data -----------------------------------------------------------------------------------
     def _data_settings(self, res: float) -> dict:
@@ -205,7 +139,7 @@ class ResolutionTransferStudy:
         Args:
             res: the resolution (µm).
         """
-        return self._require("data", res_tag(res), self._data_settings(res), {}, "run the study with --stages data first.")
+        return self.require("data", res_tag(res), self._data_settings(res), {}, "run the study with --stages data first.")
 
     def _simulate_argv(self, todo: list[float]) -> list[str]:
         c = self.cfg
@@ -252,7 +186,7 @@ class ResolutionTransferStudy:
             if m:
                 self.progress.step(unit.id, int(m.group(1)), int(m.group(2)), "slices")
 
-        log_path = self._log_path("data", "simulate")
+        log_path = self.log_path("data", "simulate")
         seconds = run_logged(self._simulate_argv(todo), log_path, cwd=REPO, env=self._env(bundle=False), on_line=on_line)
         counts = self._finish_data(todo, states, seconds, log_path)
         self.progress.finish(unit.id, f"{', '.join(f'{r:g}' for r in todo)} µm; "
@@ -338,11 +272,11 @@ class ResolutionTransferStudy:
         """Run a bundle training config (resuming from its own latest checkpoint); returns what the log said."""
         seen = {"step": 0, "best": None, "best_epoch": None, "resumed_at": None, "stopped_early": False}
         argv = bundle_command([self.bundle / "configs" / f for f in configs], {**overrides, "output_dir": str(out_dir)})
-        run_logged(argv, self._log_path(stage, name), cwd=self.bundle, env=self._env(bundle=True),
+        run_logged(argv, self.log_path(stage, name), cwd=self.bundle, env=self._env(bundle=True),
                    on_line=self._training_line_reader(uid, total, seen))
         model = out_dir / "checkpoints" / "model.pt"
         if not model.is_file():
-            raise StudyError(f"{uid}: the bundle finished without writing {model}; see {self._log_path(stage, name)}.")
+            raise StudyError(f"{uid}: the bundle finished without writing {model}; see {self.log_path(stage, name)}.")
         if not self.cfg.keep_checkpoints:
             for ckpt in (out_dir / "checkpoints").glob("checkpoint_iteration=*.pt"):
                 ckpt.unlink()
@@ -374,12 +308,12 @@ class ResolutionTransferStudy:
         overrides = {"bundle_root": str(self.bundle), "dataset_dir": str(folder), "output_dir": str(out_dir),
                      "ckpt_path": model, "device": self.cfg.device}
         argv = bundle_command([self.bundle / "configs" / "inference.json"], overrides)
-        run_logged(argv, self._log_path(stage, name), cwd=self.bundle, env=self._env(bundle=True))
+        run_logged(argv, self.log_path(stage, name), cwd=self.bundle, env=self._env(bundle=True))
         preds = {f"{file_tag(res)}__{sid}": str(out_dir / f"{file_tag(res)}__{sid}_denoised.nii.gz") for res, sid in inputs}
         missing = [p for p in preds.values() if not Path(p).is_file()]
         if missing:
             raise StudyError(f"{uid}: inference wrote no {missing[0]} (and {len(missing) - 1} more); "
-                             f"see {self._log_path(stage, name)}.")
+                             f"see {self.log_path(stage, name)}.")
         for stray in set(p.name for p in out_dir.glob("*.nii.gz")) - set(Path(p).name for p in preds.values()):
             (out_dir / stray).unlink()  # outputs of inputs no longer in the test sets
         return {"files": sorted(preds.values()), "predictions": preds}
@@ -402,7 +336,7 @@ class ResolutionTransferStudy:
         settings = self._train_settings(res)
         upstream = {"data": self.data_marker(res)["digest"]}
         if not run:
-            return self._require("train", res_tag(res), settings, upstream, "run the study with --stages train first.")
+            return self.require("train", res_tag(res), settings, upstream, "run the study with --stages train first.")
         c = self.cfg
 
         def work(uid):
@@ -417,7 +351,7 @@ class ResolutionTransferStudy:
             return out, f"best val_loss {out['best_val_loss']} at iteration {out['best_iteration']}"
 
         weight = c.iterations * c.batch_size * c.patch_size**2 * 3
-        return self._unit("train", res_tag(res), settings, upstream, work, "train", weight)
+        return self.unit("train", res_tag(res), settings, upstream, work, "train", weight)
 
     def stage_train(self) -> None:
         """Train one model per resolution."""
@@ -437,7 +371,7 @@ class ResolutionTransferStudy:
                     **{f"data_{res_tag(r)}": self.data_marker(r)["digest"] for r in c.resolutions}}
         name = f"infer_model_{res_tag(model_res)}"
         if not run:
-            return self._require("crosstest", name, settings, upstream, "run the study with --stages crosstest first.")
+            return self.require("crosstest", name, settings, upstream, "run the study with --stages crosstest first.")
 
         def work(uid):
             inputs = self._link_inputs(self.root / "crosstest" / "inputs", c.resolutions)
@@ -445,7 +379,7 @@ class ResolutionTransferStudy:
             out = self._infer(uid, "crosstest", name, model, inputs, self.root / "crosstest" / "pred" / f"model_{res_tag(model_res)}")
             return out, f"{len(inputs)} test images"
 
-        return self._unit("crosstest", name, settings, upstream, work, "infer",
+        return self.unit("crosstest", name, settings, upstream, work, "infer",
                           self._split_count("test") * len(c.resolutions) * c.n_pixels**2)
 
     def stage_crosstest(self) -> None:
@@ -457,7 +391,7 @@ class ResolutionTransferStudy:
         upstream = {f"infer_{res_tag(m)}": mk["digest"] for m, mk in markers.items()}
         settings = {"resolutions": list(c.resolutions), "report_rows": list(c.report_rows), "version": 2,
                     "psnr_peak_cm": self.metrics.DEFAULT_PEAK_CM}
-        self._unit("crosstest", "tables", settings, upstream, lambda uid: stages.crosstest_outputs(self, markers), "tables")
+        self.unit("crosstest", "tables", settings, upstream, lambda uid: stages.crosstest_outputs(self, markers), "tables")
 
     # ---- retraining -----------------------------------------------------------------------------
     def retrain_pair(self) -> tuple[float, float]:
@@ -491,7 +425,7 @@ class ResolutionTransferStudy:
             out["n_images"] = max(1, int(round(f * len(self.items(tgt, "training")))))  # as the bundle's load_split keeps
             return out, f"{out['n_images']} images, best at iteration {out['best_iteration']}"
 
-        return self._unit("retrain", name, settings, upstream, work, "finetune",
+        return self.unit("retrain", name, settings, upstream, work, "finetune",
                           c.finetune_iterations * c.batch_size * c.patch_size**2 * 3)
 
     def _retrain_infer_marker(self, f: float, ft: dict) -> dict:
@@ -504,7 +438,7 @@ class ResolutionTransferStudy:
             out = self._infer(uid, "retrain", name, ft["outputs"]["model"], inputs, self.root / "retrain" / "pred" / f"frac{pct(f)}pct")
             return out, f"{len(inputs)} test images"
 
-        return self._unit("retrain", name, {"fraction": f, "test_um": tgt}, upstream, work, "infer",
+        return self.unit("retrain", name, {"fraction": f, "test_um": tgt}, upstream, work, "infer",
                           self._split_count("test") * self.cfg.n_pixels**2)
 
     def stage_retrain(self) -> None:
@@ -522,7 +456,7 @@ class ResolutionTransferStudy:
                     "before": base[src]["digest"], "self": base[tgt]["digest"]}
         settings = {"source_um": src, "target_um": tgt, "fractions": list(c.fractions), "version": 2,
                     "psnr_peak_cm": self.metrics.DEFAULT_PEAK_CM}
-        self._unit("retrain", "tables", settings, upstream, lambda uid: stages.retrain_outputs(self, src, tgt, base, markers))
+        self.unit("retrain", "tables", settings, upstream, lambda uid: stages.retrain_outputs(self, src, tgt, base, markers))
 
     # ---- noise and report -----------------------------------------------------------------------
     def stage_noise(self) -> None:
@@ -530,7 +464,7 @@ class ResolutionTransferStudy:
         c = self.cfg
         upstream = {f"data_{res_tag(r)}": self.data_marker(r)["digest"] for r in c.resolutions}
         settings = {"roi": c.nps_roi, "grid": c.nps_grid, "split": c.nps_split, "max_images": c.nps_max_images, "version": 2}
-        self._unit("noise", "tables", settings, upstream, lambda uid: stages.noise_outputs(self))
+        self.unit("noise", "tables", settings, upstream, lambda uid: stages.noise_outputs(self))
 
     def stage_report(self) -> None:
         """``report.md`` from whatever the other stages have made."""
@@ -548,6 +482,6 @@ class ResolutionTransferStudy:
                     upstream[f"{stage}_{res_tag(r)}"] = m.get("digest")
         settings = {"config": {k: v for k, v in self.cfg.to_dict().items() if k not in ("stages", "device", "threads")},
                     "version": 2}
-        self._unit("report", "report", settings, upstream,
+        self.unit("report", "report", settings, upstream,
                    lambda uid: write_report(self.root, self.cfg, self.metrics.DEFAULT_PEAK_CM), "report")
 

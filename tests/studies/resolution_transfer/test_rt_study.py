@@ -30,7 +30,7 @@ def test_paper_preset_trains_the_seeds_fixed_50000_steps(tmp_path, monkeypatch):
         return {"best_val_loss": 0.0, "best_iteration": 0}
 
     monkeypatch.setattr(study, "data_marker", lambda res: {"digest": "d"})
-    monkeypatch.setattr(study, "_unit", lambda stage, name, settings, upstream, work, *a, **k: work("u")[0])
+    monkeypatch.setattr(study, "unit", lambda stage, name, settings, upstream, work, *a, **k: work("u")[0])
     monkeypatch.setattr(study, "_run_training", fake_training)
     study.train_marker(625.0, run=True)
     # the bundle's EarlyStopHandler needs a positive patience: 50 validations without improvement cannot
