@@ -51,7 +51,8 @@ class LDCTUNet(nn.Module):
     3×3 convolutions with as many channels; then a 1×1 convolution to ``out_channels``. Every layer
     but the last is followed by a Leaky ReLU. With biases and one input and output channel this is
     8,639,169 parameters. The output is the denoised image itself (no residual connection), in the
-    same intensity scale as the input.
+    same intensity scale as the input; ``residual=True`` (this project's own option, not the seed's)
+    adds the input to the 1×1 convolution's output, so the network learns the negative noise image.
 
     Args:
         in_channels: input channels. Default 1.
@@ -61,9 +62,12 @@ class LDCTUNet(nn.Module):
             raises ``ValueError``; ``"reflect"``, ``"replicate"`` or ``"constant"`` (zeros) pad the
             input symmetrically up to the next multiple of 16 with that ``torch.nn.functional.pad``
             mode and crop the output back to the input's size. ``"reflect"`` needs each side > 8.
+        residual: add the input to the output (needs ``in_channels == out_channels``). Default ``False``,
+            the seed's network.
 
     Raises:
-        ValueError: a channel count < 1, a negative slope or an unknown ``pad_mode``.
+        ValueError: a channel count < 1, a negative slope, an unknown ``pad_mode``, or ``residual``
+            with ``in_channels != out_channels``.
 
     Example:
         >>> net = LDCTUNet()
@@ -75,6 +79,7 @@ class LDCTUNet(nn.Module):
 
     pad_mode: Optional[str]
     divisor: int
+    residual: bool
 
     def __init__(
         self,
@@ -82,6 +87,7 @@ class LDCTUNet(nn.Module):
         out_channels: int = 1,
         negative_slope: float = 0.2,
         pad_mode: Optional[str] = None,
+        residual: bool = False,
     ):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
@@ -91,7 +97,12 @@ class LDCTUNet(nn.Module):
             raise ValueError(f"LDCTUNet: `negative_slope` must be >= 0, got {negative_slope!r}.")
         if pad_mode not in PAD_MODES:
             raise ValueError(f"LDCTUNet: unknown `pad_mode` {pad_mode!r}; expected one of {PAD_MODES}.")
+        if residual and in_channels != out_channels:
+            raise ValueError(
+                f"LDCTUNet: `residual` needs in_channels == out_channels, got {in_channels} and {out_channels}."
+            )
         self.pad_mode = pad_mode
+        self.residual = bool(residual)
         self.divisor = DOWNSAMPLING_FACTOR
         s = float(negative_slope)
         self.negative_slope = s
@@ -128,6 +139,7 @@ class LDCTUNet(nn.Module):
                     + "; crop or pad the image, or build the network with pad_mode='reflect'."
                 )
             x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2], mode=mode)
+        inputs = x
         skips: List[torch.Tensor] = []
         for i, block in enumerate(self.down):
             if i > 0:
@@ -137,6 +149,8 @@ class LDCTUNet(nn.Module):
         for i, up in enumerate(self.up):
             x = up(x, skips[3 - i])
         x = self.head(x)
+        if self.residual:
+            x = x + inputs
         if padded:
             x = x[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
         return x

@@ -90,3 +90,18 @@ def test_torchscript_matches_eager_including_padding(net):
     x = torch.rand(1, 1, 24, 40)
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), padded(x))
+
+
+def test_residual_adds_the_input_and_keeps_the_parameter_count(net):
+    residual = LDCTUNet(pad_mode="reflect", residual=True).eval()
+    residual.load_state_dict(net.state_dict())  # no new parameters: the seed's weights load unchanged
+    plain = LDCTUNet(pad_mode="reflect").eval()
+    plain.load_state_dict(net.state_dict())
+    x = torch.rand(1, 1, 24, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(residual(x), plain(x) + x)
+        nn.init.zeros_(residual.head.weight), nn.init.zeros_(residual.head.bias)
+        assert torch.equal(residual(x), x)  # a zeroed head passes the input through
+        torch.testing.assert_close(torch.jit.script(residual)(x), x)
+    with pytest.raises(ValueError, match="`residual` needs in_channels == out_channels"):
+        LDCTUNet(out_channels=2, residual=True)
