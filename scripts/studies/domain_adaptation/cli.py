@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ldct_scripts.cli import parse_kebab
-from ldct_scripts.studies.engine import run_study
+from ldct_scripts.studies.engine import study_main
 
 from .config import build_parser, resolve_config
 from .real import RealTargetStudy
@@ -21,10 +20,5 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: the arguments (``--kebab-case``; the old ``--snake_case`` spellings are read too); default ``sys.argv[1:]``.
     """
-    parser = build_parser()
-    args = parse_kebab(parser, argv)
-    try:
-        config = resolve_config(args)
-    except ValueError as err:
-        parser.error(str(err))
-    return run_study((RealTargetStudy if config.real else DomainAdaptationStudy)(config))
+    return study_main(build_parser, resolve_config,
+                      lambda config: (RealTargetStudy if config.real else DomainAdaptationStudy)(config), argv)

@@ -29,7 +29,7 @@ from .files import file_digest, fingerprint, jsonable, output_folder, read_json,
 from .lock import ResultsLock
 from .progress import StudyProgress, Unit, format_seconds, setup_logging
 from .provenance import study_provenance
-from .runner import bundle_command, run_logged, run_study
+from .runner import bundle_command, run_logged, run_study, study_main
 from .study import Study
 from .tables import markdown_table, mean_std, write_table
 from .units import UnitState
@@ -46,6 +46,7 @@ __all__ = [
     "run_logged",
     "bundle_command",
     "run_study",
+    "study_main",
     "UnitState",
     "ResultsLock",
     "Unit",

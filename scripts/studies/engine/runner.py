@@ -179,3 +179,26 @@ def run_study(study) -> int:
     if report.is_file():
         log.info("report at %s", report)
     return 0
+
+
+def study_main(build_parser: Callable, resolve_config: Callable, make_study: Callable, argv: Sequence[str] | None = None) -> int:
+    """A study's command line: parse (``--kebab-case``, old ``--snake_case`` read too), resolve, run.
+
+    Returns :func:`run_study`'s status; options that ``resolve_config`` rejects (``ValueError``) exit with
+    status 2 through ``parser.error`` before anything is written.
+
+    Args:
+        build_parser: returns the study's ``argparse.ArgumentParser``.
+        resolve_config: parsed arguments to the study's config (raises ``ValueError`` on bad options).
+        make_study: the config to the study object to run.
+        argv: the arguments; default ``sys.argv[1:]``.
+    """
+    from ldct_scripts.cli import parse_kebab
+
+    parser = build_parser()
+    args = parse_kebab(parser, argv)
+    try:
+        config = resolve_config(args)
+    except ValueError as err:
+        parser.error(str(err))
+    return run_study(make_study(config))

@@ -81,3 +81,30 @@ def test_run_study_maps_outcomes_to_exit_statuses_and_restores_sigterm(tmp_path,
     assert signal.getsignal(signal.SIGTERM) == before
     with pytest.raises(ValueError):  # anything else is a bug: it propagates
         sc.run_study(_Study(tmp_path, ValueError("bug")))
+
+
+def test_study_main_reads_kebab_and_snake_options_and_exits_2_on_a_rejected_config(tmp_path, capsys):
+    import argparse
+
+    def build_parser():
+        parser = argparse.ArgumentParser(prog="study")
+        parser.add_argument("--results-dir", required=True)
+        return parser
+
+    def resolve(args):
+        if args.results_dir == "bad":
+            raise ValueError("results folder is inside the repository")
+        return tmp_path / args.results_dir
+
+    def make_study(root):
+        root.mkdir()
+        return _Study(root)
+
+    assert sc.study_main(build_parser, resolve, make_study, ["--results-dir", "a"]) == 0
+    assert (tmp_path / "a" / "report.md").is_file()
+    assert sc.study_main(build_parser, resolve, make_study, ["--results_dir", "b"]) == 0  # the old spelling
+    with pytest.raises(SystemExit) as exit_info:
+        sc.study_main(build_parser, resolve, make_study, ["--results-dir", "bad"])
+    assert exit_info.value.code == 2
+    assert "inside the repository" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
