@@ -225,12 +225,13 @@ HU_SCALE = {"unet_ldct": (-1000.0, 1000.0), "cpce_rfm_da": (-1024.0, 4096.0)}
 EXPORT_DTYPE = {"unet_ldct": torch.float16, "cpce_rfm_da": torch.float32}
 
 
-def load_network(bundle: str, ckpt: str | None = None) -> torch.nn.Module:
+def load_network(bundle: str, ckpt: str | None = None, residual: str | None = None) -> torch.nn.Module:
     """The bundle's network as its ``inference.json`` defines it, with weights from ``ckpt`` if given.
 
     ``ckpt`` is a state dict (``models/model.pt``) or a checkpoint of ``train`` (``{"model": ...}``).
-    The bundle's ``scripts`` package becomes the one imported as ``scripts`` (its config names
-    ``scripts.networks``), so one process loads one bundle.
+    ``residual`` (``"true"``/``"false"``, U-Net only) overrides the config's ``residual`` key; ``None``
+    keeps it (the shipped weights' ``true``). The bundle's ``scripts`` package becomes the one imported
+    as ``scripts`` (its config names ``scripts.networks``), so one process loads one bundle.
     """
     from monai.bundle import ConfigParser
 
@@ -239,6 +240,10 @@ def load_network(bundle: str, ckpt: str | None = None) -> torch.nn.Module:
     parser = ConfigParser()
     parser.read_config(str(root / "configs" / "inference.json"))
     parser["bundle_root"] = str(root)
+    if residual is not None:
+        if "residual" not in parser.get():
+            raise ValueError(f"--residual: the {bundle} bundle's network has no `residual` option.")
+        parser["residual"] = residual
     net = parser.get_parsed_content("network_def")
     if ckpt:
         state = _load_weights(ckpt)
@@ -253,6 +258,23 @@ def _load_weights(path: str) -> dict:
     except Exception:  # a train checkpoint of an older version of this script pickled its arguments; ours, trusted
         state = torch.load(path, map_location="cpu", weights_only=False)
     return state.get("model", state)
+
+
+def zero_last_layer(net: torch.nn.Module) -> torch.nn.Module:
+    """Zero the weights and bias of ``net``'s last convolution (in module order), in place; returns ``net``.
+
+    A residual network (output = input + last layer) then starts as the identity: the way to carry weights
+    trained without the residual connection (the U-Net's ``residual: false``) over to it, keeping every
+    learned feature and only relearning the output layer.
+    """
+    convs = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    if not convs:
+        raise ValueError("zero_last_layer: the network has no convolution.")
+    with torch.no_grad():
+        convs[-1].weight.zero_()
+        if convs[-1].bias is not None:
+            convs[-1].bias.zero_()
+    return net
 
 
 def to_net(hu: torch.Tensor, bundle: str) -> torch.Tensor:
@@ -280,9 +302,10 @@ def _atomic_save(obj, path: Path) -> None:
 def cmd_train(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    net = load_network(args.bundle, args.init)
+    (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
+    net = load_network(args.bundle, args.init, args.residual)
+    if args.zero_last_layer:  # residual=false weights carried to the residual U-Net: it starts as the identity
+        zero_last_layer(net)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sampler = PatchSampler(args.data, args.patch, (args.i0_min, args.i0_max), args.intensity_jitter,
                            kernels=args.kernels.split(",") if args.kernels else None, seed=args.seed,
@@ -364,6 +387,12 @@ def _add_train_args(sub) -> None:
     t.add_argument("--data", required=True, help="simulate's output folder (several joined with os.pathsep)")
     t.add_argument("--out", required=True, help="run folder: checkpoint.pt (resumed from), model.pt, train.json")
     t.add_argument("--init", default=None, help="initial weights (e.g. the bundle's models/model.pt)")
+    t.add_argument("--residual", choices=("true", "false"), default=None,
+                   help="U-Net: train the residual network (true, the default of inference.json and of the shipped "
+                        "weights) or the seed's (false)")
+    t.add_argument("--zero-last-layer", action="store_true",
+                   help="zero the last convolution of --init's network first: a residual U-Net then starts as the "
+                        "identity (carries residual=false weights over to residual=true)")
     t.add_argument("--minutes", type=float, default=30.0, help="wall-clock training budget, resumes included")
     t.add_argument("--max-iters", type=int, default=0, help="stop after this many iterations too (0: no limit)")
     t.add_argument("--patch", type=int, default=64)
@@ -412,7 +441,7 @@ def cmd_evaluate(args) -> None:
         qd, fd = d["quarter_dose_hu"].astype(np.float32), d["full_dose_hu"].astype(np.float32)
     records = json.loads(Path(args.pairs).with_suffix(".json").read_text())
     groups = [kernel_group(r) for r in records]
-    net = load_network(args.bundle, args.ckpt or str(BUNDLES[args.bundle] / "models" / "model.pt")).eval()
+    net = load_network(args.bundle, args.ckpt or str(BUNDLES[args.bundle] / "models" / "model.pt"), args.residual).eval()
     preds = []
     with torch.inference_mode():
         for q in qd:
@@ -439,6 +468,8 @@ def _add_evaluate_args(sub) -> None:
     e.add_argument("--ckpt", default=None, help="weights (default: the bundle's models/model.pt)")
     e.add_argument("--pairs", default=str(ROOT.parent / "shared" / "real_ldct" / "dev_pairs.npz"))
     e.add_argument("--json", default=None, help="also write the table here")
+    e.add_argument("--residual", choices=("true", "false"), default=None,
+                   help="U-Net: the network kind the weights were trained as (default: inference.json's, true)")
     e.add_argument("--threads", type=int, default=2)
     e.set_defaults(func=cmd_evaluate)
 
