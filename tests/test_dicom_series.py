@@ -343,10 +343,10 @@ def _config_margin(bundle):
 
 
 def unet_by_hand(hu):
-    """The shipped U-Net on each slice of an HU volume (n, Rows, Columns), through the bundle's own slice
+    """The shipped (residual) U-Net on each slice of an HU volume (n, Rows, Columns), through the bundle's own slice
     inferer (its edge handling), as the U-Net config runs it."""
     S = bundle_scripts("unet_ldct")
-    net = S.networks.LDCTUNet(pad_mode="reflect").eval()
+    net = S.networks.LDCTUNet(pad_mode="reflect", residual=True).eval()
     net.load_state_dict(torch.load(BUNDLES["unet_ldct"] / "models" / "model.pt", weights_only=True))
     with torch.no_grad():  # the network sees mu / mu_water = HU / 1000 + 1, slices as (x, y) images
         x = torch.from_numpy((hu / 1000 + 1).transpose(0, 2, 1).astype(np.float32))[:, None]

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from bundle_loading import bundle_scripts
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = "ldct_scripts.recipe.train_real_recipe"
@@ -102,14 +101,31 @@ def test_export_round_trips_and_refuses_foreign_weights(tmp_path):
     assert not dest2.exists()
 
 
+def test_zero_last_layer_starts_the_shipped_residual_unet_as_the_identity():
+    rec = _recipe()
+    net = rec.load_network("unet_ldct").eval()  # inference.json's network: residual by default
+    assert net.residual
+    x = torch.rand(1, 1, 32, 48)
+    with torch.no_grad():
+        assert not torch.equal(net(x), x)
+        assert torch.equal(rec.zero_last_layer(net)(x), x)
+    assert float(net.head.weight.abs().sum()) == 0.0 and float(net.down[0][0][0].weight.abs().sum()) > 0.0
+    with pytest.raises(ValueError, match="no convolution"):
+        rec.zero_last_layer(torch.nn.Linear(2, 2))
+    assert not rec.load_network("unet_ldct", residual="false").residual  # the seed's network, for older weights
+    with pytest.raises(ValueError, match="has no `residual` option"):
+        rec.load_network("cpce_rfm_da", residual="false")
+
+
 # ------------------------------------------------------------------------------------------------ real pairs
 #: body RMSE cut vs the quarter-dose input that the shipped weights must keep on central 256² crops of the
 #: first three B30f pairs and the D45f pair (all patient L506, held out of training), and the margin in
-#: points over a Gaussian blur of about the best σ. Measured at shipping (crops, U-Net 0.5.0 / CPCE 0.4.0):
-#: U-Net 23 % / 48 %, CPCE 30 % / 47 %, Gaussian 13 % / 46 %. Issue 12 asks for 35 % and +10 points on both kernels: not reached yet
-#: (the model cards say so); these floors keep what the shipped weights do from slipping.
-MIN_CUT = {"unet_ldct": {"B30f": 0.21, "D45f": 0.45}, "cpce_rfm_da": {"B30f": 0.28, "D45f": 0.45}}
-MIN_MARGIN = {"unet_ldct": {"B30f": 0.08, "D45f": 0.0}, "cpce_rfm_da": {"B30f": 0.14, "D45f": 0.0}}
+#: points over a Gaussian blur of about the best σ. Measured at shipping (crops, U-Net 0.6.0 / CPCE 0.4.0):
+#: U-Net 33 % / 46.0 %, CPCE 30 % / 47 %, Gaussian 13 % / 46 %. Issue 12 asks for 35 % and +10 points on both kernels: not reached yet
+#: (the model cards say so); these floors keep what the shipped weights do from slipping. On this D45f crop the
+#: residual U-Net is level with the Gaussian (on the whole pair it is 3 points ahead), hence its −1 point margin.
+MIN_CUT = {"unet_ldct": {"B30f": 0.31, "D45f": 0.44}, "cpce_rfm_da": {"B30f": 0.28, "D45f": 0.45}}
+MIN_MARGIN = {"unet_ldct": {"B30f": 0.18, "D45f": -0.01}, "cpce_rfm_da": {"B30f": 0.14, "D45f": 0.0}}
 GAUSS_SIGMA = {"B30f": 0.6, "D45f": 0.7}  # about the best σ (pixels) per kernel on these pairs
 
 
@@ -122,11 +138,7 @@ def test_shipped_weights_beat_the_input_and_a_gaussian_on_real_pairs(bundle):
     records = json.loads(PAIRS.with_suffix(".json").read_text())
     with np.load(PAIRS) as d:
         qd, fd = d["quarter_dose_hu"].astype(np.float32), d["full_dose_hu"].astype(np.float32)
-    nets = bundle_scripts(bundle).networks
-    net = nets.LDCTUNet() if bundle == "unet_ldct" else nets.CPCE2D()
-    state = torch.load(REPO / "bundles" / bundle / "models" / "model.pt", weights_only=True)
-    net.load_state_dict({k: v.float() for k, v in state.items()})
-    net.eval()
+    net = rec.load_network(bundle, str(REPO / "bundles" / bundle / "models" / "model.pt")).eval()  # as inference.json builds it
     torch.set_num_threads(1)
     c = slice(128, 384)  # the central 256² crop: the body, and fast
     for kernel, min_cut in MIN_CUT[bundle].items():

@@ -96,7 +96,7 @@ def _train_overrides(tiny, out, **extra):
 
 
 def _fp16_net(path):
-    net = bundle_scripts("unet_ldct").networks.LDCTUNet(pad_mode="reflect").eval()
+    net = bundle_scripts("unet_ldct").networks.LDCTUNet(pad_mode="reflect", residual=True).eval()
     net.load_state_dict(torch.load(path, weights_only=True))
     return net
 

@@ -88,7 +88,7 @@ def unet_predictions(study, uid: str, direction: str, model: str) -> dict:
             os.symlink(os.path.abspath(item["image"]), link)
         names.append(out_dir / f"{k:04d}_denoised.nii.gz")
     argv = bundle_command(["configs/inference.json"], {"dataset_dir": in_dir, "output_dir": out_dir, "ckpt_path": model,
-                                                       "device": f"$torch.device('{study.cfg.device}')"})
+                                                       "device": f"$torch.device('{study.cfg.device}')", "residual": False})
     study.run_command(uid, argv, study.log_path("evaluate", f"unet_{direction}"), UNET_BUNDLE)
     missing = [p for p in names if not p.is_file()]
     if missing:

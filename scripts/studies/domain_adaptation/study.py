@@ -163,7 +163,7 @@ class DomainAdaptationStudy(Study):
         def work(uid):
             if unet:
                 overrides = {"dataset_dir": self.data_dir / f"unet_{direction}.json", "output_dir": run_dir,
-                             **self._unet_settings(), **device}
+                             **self._unet_settings(), **device, "residual": False}  # the seed's U-Net, from scratch
                 model, total, pattern = run_dir / "checkpoints" / "model.pt", c.unet_iterations, _UNET_ITER
             else:
                 overrides = {"datalist": self.data_dir / f"datalist_{direction}.json", "ckpt_dir": run_dir,

@@ -243,7 +243,8 @@ class ResolutionTransferStudy(Study):
         c = self.cfg
         return {"bundle_root": str(self.bundle), "dataset_dir": str(self.data_dir), "batch_size": c.batch_size,
                 "patch_size": c.patch_size, "learning_rate": c.learning_rate, "lr_decay_steps": c.lr_decay_steps,
-                "seed": c.seed, "num_workers": c.num_workers, "device": c.device, "amp": c.amp, "resume": True}
+                "seed": c.seed, "num_workers": c.num_workers, "device": c.device, "amp": c.amp, "resume": True,
+                "residual": False}  # the seed's U-Net: the image itself, not the noise (the bundle's default is residual)
 
     def _training_line_reader(self, uid: str, total: int, seen: dict):
         """A ``run_logged`` callback that reads the bundle's training log into ``seen`` and reports progress."""
@@ -306,7 +307,7 @@ class ResolutionTransferStudy(Study):
     def _infer(self, uid: str, stage: str, name: str, model: str, inputs: dict, out_dir: Path) -> dict:
         folder = next(iter(inputs.values())).parent
         overrides = {"bundle_root": str(self.bundle), "dataset_dir": str(folder), "output_dir": str(out_dir),
-                     "ckpt_path": model, "device": self.cfg.device}
+                     "ckpt_path": model, "device": self.cfg.device, "residual": False}
         argv = bundle_command([self.bundle / "configs" / "inference.json"], overrides)
         run_logged(argv, self.log_path(stage, name), cwd=self.bundle, env=self._env(bundle=True))
         preds = {f"{file_tag(res)}__{sid}": str(out_dir / f"{file_tag(res)}__{sid}_denoised.nii.gz") for res, sid in inputs}
