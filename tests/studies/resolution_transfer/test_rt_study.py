@@ -36,6 +36,7 @@ def test_paper_preset_trains_the_seeds_fixed_50000_steps(tmp_path, monkeypatch):
     # the bundle's EarlyStopHandler needs a positive patience: 50 validations without improvement cannot
     # happen in 50 validations (the first sets the best score), so all 50,000 steps run
     assert (seen["num_iterations"], seen["total"], seen["early_stop_patience"]) == (50000, 50000, 50)
+    assert seen["residual"] is False  # the seed's U-Net, not the bundle's residual default
     assert _config(tmp_path, "--early-stop-patience", "3").early_stop_patience == 3
 
 
