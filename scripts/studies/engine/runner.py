@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from ldct_scripts.cli import parse_kebab
+
 from .errors import StudyError
 
 __all__ = ["run_logged", "bundle_command", "run_study"]
@@ -193,8 +195,6 @@ def study_main(build_parser: Callable, resolve_config: Callable, make_study: Cal
         make_study: the config to the study object to run.
         argv: the arguments; default ``sys.argv[1:]``.
     """
-    from ldct_scripts.cli import parse_kebab
-
     parser = build_parser()
     args = parse_kebab(parser, argv)
     try:
