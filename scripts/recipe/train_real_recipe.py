@@ -21,9 +21,10 @@ each a subcommand; all randomness is seeded; every stage can be re-run and resum
    dose drawn log-uniform in ``--i0-range`` (the noise image is scaled by ``sqrt(i0_ref / I0)``, the
    Poisson noise's dose law away from photon starvation), random sign of the noise, flips and 90°
    rotations, intensity jitter of the anatomy (``--intensity-jitter``, a gain on HU + 1000), patches
-   drawn where the body is. MSE loss in the bundle's own intensity scale, Adam, bf16 autocast on the CPU
-   (``--amp bf16``; float16 on a GPU), a wall-clock budget (``--minutes``), a checkpoint every
-   ``--save-every`` seconds that a re-run resumes from.
+   drawn where the body is. MSE loss in the bundle's own intensity scale, Adam, bf16 autocast
+   (``--amp bf16``, on the CPU or on a GPU with ``--device cuda``; the patches are drawn on the CPU while
+   the GPU works), a wall-clock budget (``--minutes``), a checkpoint every ``--save-every`` seconds that a
+   re-run resumes from.
 3. ``evaluate``: body RMSE (full dose > −500 HU) on real pairs (``--pairs`` npz as in
    ``../shared/real_ldct``), per kernel, vs the input and vs the best Gaussian blur: an in-process quick
    look; ``scripts/bench/bench_real.py`` is the benchmark of record (it runs the bundles as users run them).
@@ -229,7 +230,7 @@ def load_network(bundle: str, ckpt: str | None = None, residual: str | None = No
     """The bundle's network as its ``inference.json`` defines it, with weights from ``ckpt`` if given.
 
     ``ckpt`` is a state dict (``models/model.pt``) or a checkpoint of ``train`` (``{"model": ...}``).
-    ``residual`` (``"true"``/``"false"``, U-Net only) overrides the config's ``residual`` key; ``None``
+    ``residual`` (``"true"``/``"false"``) overrides the config's ``residual`` key; ``None``
     keeps it (the shipped weights' ``true``). The bundle's ``scripts`` package becomes the one imported
     as ``scripts`` (its config names ``scripts.networks``), so one process loads one bundle.
     """
@@ -299,13 +300,25 @@ def _atomic_save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def _cpu_state(net: torch.nn.Module) -> dict:
+    """``net``'s state dict as CPU tensors (the model zoo's rule for ``models/model.pt``; loads anywhere)."""
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+
 def cmd_train(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"train: --device {args.device} asked for, but torch {torch.__version__} sees no CUDA GPU.")
+    if args.amp == "fp16" and device.type != "cuda":
+        raise SystemExit("train: --amp fp16 needs --device cuda (on the CPU use bf16 or none).")
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed patch size: let cuDNN pick its fastest kernels
     (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
     net = load_network(args.bundle, args.init, args.residual)
-    if args.zero_last_layer:  # residual=false weights carried to the residual U-Net: it starts as the identity
+    if args.zero_last_layer:  # weights trained without the residual connection: the residual net starts as the identity
         zero_last_layer(net)
+    net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sampler = PatchSampler(args.data, args.patch, (args.i0_min, args.i0_max), args.intensity_jitter,
                            kernels=args.kernels.split(",") if args.kernels else None, seed=args.seed,
@@ -317,14 +330,15 @@ def cmd_train(args) -> None:
     if ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        opt.load_state_dict(ck["optimizer"])  # moves the state to the parameters' device
         it, elapsed, losses = ck["iteration"], ck["elapsed_s"], ck["losses"]
         sampler.gen.set_state(ck["sampler_rng"])
         logger.info("resumed from %s at iteration %d (%.1f min)", ckpt_path, it, elapsed / 60)
-    logger.info("%s: %d draws, patch %d, batch %d, amp %s, %.0f min budget", args.bundle, len(sampler.images),
-                args.patch, args.batch, args.amp, args.minutes)
+    logger.info("%s: %d draws, patch %d, batch %d, amp %s, %s, %.0f min budget", args.bundle, len(sampler.images),
+                args.patch, args.batch, args.amp, device, args.minutes)
+
     def save_checkpoint() -> None:
-        _atomic_save({"model": net.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
+        _atomic_save({"model": _cpu_state(net), "optimizer": opt.state_dict(), "iteration": it,
                       "elapsed_s": time.time() - t_start, "losses": losses, "sampler_rng": sampler.gen.get_state(),
                       "args": _plain(args)}, ckpt_path)
 
@@ -342,8 +356,8 @@ def cmd_train(args) -> None:
         for group in opt.param_groups:
             group["lr"] = lr
         x, y = sampler.sample(args.batch)
-        x, y = to_net(x, args.bundle), to_net(y, args.bundle)
-        with torch.autocast("cpu", dtype=dtype, enabled=amp):
+        x, y = to_net(x, args.bundle).to(device, non_blocking=True), to_net(y, args.bundle).to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
             pred = net(x)
         if args.loss_weighting == "noise":
             # each patch's squared error relative to its own noise variance (plus a floor): without it the
@@ -360,9 +374,10 @@ def cmd_train(args) -> None:
         loss.backward()
         opt.step()
         it += 1
-        window.append(torch.nn.functional.mse_loss(pred.detach().float(), y).item())  # logged as plain RMSE
+        # logged as plain RMSE; kept as tensors (no GPU sync per step) and read at the log line
+        window.append(torch.nn.functional.mse_loss(pred.detach().float(), y))
         if it % args.log_every == 0:
-            rmse = math.sqrt(sum(window) / len(window)) * HU_SCALE[args.bundle][1]
+            rmse = math.sqrt(torch.stack(window).mean().item()) * HU_SCALE[args.bundle][1]
             losses.append((it, elapsed, rmse))
             logger.info("it %d  %.1f min  lr %.2e  patch RMSE %.1f HU", it, elapsed / 60, lr, rmse)
             window = []
@@ -375,7 +390,7 @@ def cmd_train(args) -> None:
             save_checkpoint()
             t_save = time.time()
     save_checkpoint()
-    _atomic_save(net.state_dict(), out / "model.pt")
+    _atomic_save(_cpu_state(net), out / "model.pt")
     (out / "train.json").write_text(json.dumps({"args": _plain(args), "iterations": it, "minutes": elapsed / 60,
                                                  "losses": losses}, indent=1, default=str))
     logger.info("done: %d iterations, %.1f min; weights in %s", it, elapsed / 60, out / "model.pt")
@@ -412,6 +427,7 @@ def _add_train_args(sub) -> None:
                    help="noise: each patch's MSE divided by its noise variance (+ --noise-floor-hu²); none: plain MSE")
     t.add_argument("--noise-floor-hu", type=float, default=10.0)
     t.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16")
+    t.add_argument("--device", default="cpu", help="where the network trains: cpu, cuda or cuda:N (patches are drawn on the CPU)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--log-every", type=int, default=50)
