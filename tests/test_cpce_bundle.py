@@ -154,7 +154,7 @@ def test_adversarial_training_on_both_domains_checkpoints_and_resumes(domains, t
     assert sorted(p.name for p in ckpt.glob("*.pt")) == ["checkpoint_epoch=1.pt", "model.pt", "model_final.pt"]
 
     # the best-on-source-validation weights reload into a fresh CPCE-2D and reproduce the trained network
-    net = S.networks.CPCE2D()
+    net = S.networks.CPCE2D(residual=True)  # train.json's default network
     net.load_state_dict(torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True))
     full = torch.load(ckpt / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
     parts = ("model", "mask_encoder", "align_discriminator", "image_discriminator", "optimizer", "d_optimizer")

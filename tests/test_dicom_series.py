@@ -332,7 +332,7 @@ def cpce_ckpt(tmp_path_factory):
     """Random CPCE-2D weights (the bundle ships none yet), as its inference.json builds the network."""
     path = tmp_path_factory.mktemp("cpce") / "model.pt"
     torch.manual_seed(0)
-    net = bundle_scripts("cpce_rfm_da").networks.CPCE2D(in_channels=1, out_channels=1, channels=32)
+    net = bundle_scripts("cpce_rfm_da").networks.CPCE2D(in_channels=1, out_channels=1, channels=32, residual=True)
     torch.save(net.state_dict(), path)
     return path, net.eval()
 

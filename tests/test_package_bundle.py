@@ -130,7 +130,7 @@ def test_unpacked_cpce_zip_runs_its_inference_as_the_network_computes(tmp_path, 
     # cropped back, and back to cm⁻¹
     lo, hi = (-1024 / 1000 + 1) * MU_W, (3072 / 1000 + 1) * MU_W
     m = json.loads((root / "configs" / "inference.json").read_text())["inferer"]["margin"]
-    net = bundle_scripts("cpce_rfm_da").networks.CPCE2D(channels=32).eval()
+    net = bundle_scripts("cpce_rfm_da").networks.CPCE2D(channels=32, residual=True).eval()  # inference.json's default
     net.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
     with torch.no_grad():
         x = torch.nn.functional.pad(torch.from_numpy((img - lo) / (hi - lo))[None, None], [m] * 4, mode="reflect")

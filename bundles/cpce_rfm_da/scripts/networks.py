@@ -30,6 +30,11 @@ class CPCE2D(nn.Module):
     to ``out_channels`` and a ReLU give the output. No bias anywhere; Xavier-uniform initialisation as in
     the reference code. With the defaults it has 62,016 parameters.
 
+    ``residual=True`` is this project's own option, not the seed's: the input is added to the last transposed
+    convolution and the final ReLU applies to that sum, ``ReLU(x + deconv8(...))``, so the network learns the
+    negative noise image and the output stays ≥ 0 (−1024 HU on the bundle's scale) as before. It adds no
+    parameters, so the same state dict loads either way; weights trained one way give wrong images the other.
+
     Because every valid 3×3 convolution trims one pixel per side and every transposed one adds it back,
     the output has the input's spatial size for any input of at least 9 × 9 pixels.
 
@@ -37,6 +42,12 @@ class CPCE2D(nn.Module):
         in_channels: input channels. Default 1.
         out_channels: output channels. Default 1.
         channels: filters per layer. Default 32.
+        residual: add the input to the output (needs ``in_channels == out_channels``). Default ``False``,
+            the seed's network; the shipped weights (0.5.0 on) are residual.
+
+    Raises:
+        ValueError: a channel count that is not a positive integer, or ``residual`` with
+            ``in_channels != out_channels``.
 
     Shapes:
         ``forward(x)``: ``(B, in_channels, H, W)`` → ``(B, out_channels, H, W)``, ``H, W >= 9``.
@@ -45,11 +56,14 @@ class CPCE2D(nn.Module):
         TorchScript-compatible (``monai.bundle ckpt_export``).
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, channels: int = 32):
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, channels: int = 32, residual: bool = False):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("channels", channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"CPCE2D: `{name}` must be a positive integer, got {value!r}.")
+        if residual and in_channels != out_channels:
+            raise ValueError(f"CPCE2D: `residual` needs in_channels == out_channels, got {in_channels} and {out_channels}.")
+        self.residual = bool(residual)
         c = channels
         self.conv1 = nn.Conv2d(in_channels, c, 3, bias=False)
         self.conv2 = nn.Conv2d(c, c, 3, bias=False)
@@ -85,8 +99,10 @@ class CPCE2D(nn.Module):
         y = self.relu(self.transpose2(self.relu(torch.cat([c2, y], dim=1))))
         y = self.deconv7(y)
         y = self.relu(self.transpose3(self.relu(torch.cat([c1, y], dim=1))))
-        y = self.relu(self.deconv8(y))
-        return y, features
+        y = self.deconv8(y)
+        if self.residual:
+            y = y + x
+        return self.relu(y), features
 
 
 def _positive_ints(where: str, name: str, values) -> tuple[int, ...]:

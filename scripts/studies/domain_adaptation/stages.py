@@ -132,7 +132,8 @@ def table_outputs(study, uid: str) -> tuple[dict, str]:
     """
     c, eval_dir = study.cfg, study.root / "eval"
     argv = bundle_command(["configs/evaluate.json"], {"dataset_dir": study.data_dir, "runs_dir": _link_bundle_runs(study),
-                                                      "output_dir": eval_dir, "device": f"$torch.device('{c.device}')"})
+                                                      "output_dir": eval_dir, "device": f"$torch.device('{c.device}')",
+                                                      "residual": False})  # the runs are the seed's CPCE
     study.run_command(uid, argv, study.log_path("evaluate", "cpce"))
     with open(eval_dir / "table.csv", newline="", encoding="utf-8") as f:
         rows = [dict(r, mean=float(r["mean"]), std=float(r["std"]), n_images=int(r["n_images"])) for r in csv.DictReader(f)]

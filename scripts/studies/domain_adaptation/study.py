@@ -131,7 +131,8 @@ class DomainAdaptationStudy(Study):
         c = self.cfg
         settings = {"max_epochs": c.max_epochs, "batch_size": c.batch_size, "patch_size": f"[{c.patch_size},{c.patch_size}]",
                     "val_interval": c.val_interval, "seed": c.seed, "num_workers": 0, "lambda_adv": c.lambda_adv,
-                    "lambda_align": c.lambda_align, **METHODS[method][1]}
+                    "lambda_align": c.lambda_align, **METHODS[method][1],
+                    "residual": False}  # the seed's CPCE, from scratch (the bundle's default is its residual network)
         if c.vgg_weights:
             settings["vgg_weights"] = c.vgg_weights
         else:

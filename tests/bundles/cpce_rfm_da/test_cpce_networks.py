@@ -37,6 +37,28 @@ def test_cpce_output_size_equals_input_size(S, shape):
     assert (y >= 0).all()  # final ReLU
 
 
+def test_residual_adds_the_input_under_the_final_relu_and_keeps_the_parameters(S):
+    torch.manual_seed(0)
+    plain = S.networks.CPCE2D().eval()
+    residual = S.networks.CPCE2D(residual=True).eval()
+    residual.load_state_dict(plain.state_dict())  # no new parameters: the seed's weights load unchanged
+    x = torch.rand(2, 1, 21, 30)
+    with torch.no_grad():
+        # the same layers up to deconv8, then ReLU(x + deconv8) instead of ReLU(deconv8)
+        _, feats = plain.forward_with_features(x)
+        last = {}
+        plain.deconv8.register_forward_hook(lambda m, i, o: last.update(y=o))
+        plain(x)
+        torch.testing.assert_close(residual(x), torch.relu(x + last["y"]))
+        torch.testing.assert_close(residual.forward_with_features(x)[1], feats)
+        torch.nn.init.zeros_(residual.deconv8.weight)
+        assert torch.equal(residual(x), x)  # a zeroed last layer passes a non-negative input through
+        assert torch.equal(residual(x - 2.0), torch.zeros_like(x))  # the output stays >= 0 (-1024 HU)
+        torch.testing.assert_close(torch.jit.script(residual)(x), x)
+    with pytest.raises(ValueError, match="`residual` needs in_channels == out_channels"):
+        S.networks.CPCE2D(out_channels=2, residual=True)
+
+
 def test_cpce_scripts_to_torchscript(S, tmp_path):
     net = S.networks.CPCE2D().eval()
     torch.jit.save(torch.jit.script(net), str(tmp_path / "cpce.ts"))

@@ -52,6 +52,8 @@ def test_report_embeds_figures_and_settings(smoke_run):
     # every training command is in a log, so each number can be reproduced by hand
     log = (smoke_run / "logs" / "train" / "s2r_adaptive.log").read_text()
     assert "configs/train.json" in log and "--rfm_mode adaptive" in log
+    # the seed's CPCE, trained and scored as such (the bundle's own default is its residual network)
+    assert "--residual false" in log and "--residual false" in (smoke_run / "logs" / "evaluate" / "cpce.log").read_text()
 
 
 def test_rerun_skips_finished_work_and_remakes_the_same_bytes(smoke_run):
