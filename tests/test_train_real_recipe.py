@@ -84,6 +84,26 @@ def test_patch_sampler_scales_noise_as_one_over_sqrt_dose(tmp_path):
         rec.PatchSampler(str(data), 32, (1e4, 3e5), exclude_patients=("P0",))
 
 
+def test_train_resumes_from_its_checkpoint_and_writes_cpu_weights(tmp_path):
+    data = tmp_path / "sim"
+    data.mkdir()
+    gen = np.random.default_rng(1)
+    np.savez(data / "000_0.npz", image_hu=np.full((40, 40), 40.0, np.float32),
+             noise_hu=(20.0 * gen.standard_normal((1, 40, 40))).astype(np.float16), kernels=np.array(["cosine"]),
+             pixel_mm=0.74, i0_ref=1e5, source="s", patient="P0")
+    run = [sys.executable, "-m", MODULE, "train", "--bundle", "cpce_rfm_da", "--data", str(data), "--out",
+           str(tmp_path / "run"), "--patch", "24", "--batch", "2", "--log-every", "1", "--minutes", "5"]
+    for iters in (2, 3):  # the second call resumes at iteration 2 and does one more
+        done = subprocess.run(run + ["--max-iters", str(iters)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from" in done.stderr and "at iteration 2" in done.stderr and "done: 3 iterations" in done.stderr
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ck["iteration"] == 3 and ck["scaler"] == {}  # bf16 on the CPU: no loss scaling (fp16 on a GPU has it)
+    weights = torch.load(tmp_path / "run" / "model.pt", weights_only=True)  # the bundle's format: CPU tensors
+    assert all(v.device.type == "cpu" for v in weights.values()) and set(weights) == set(ck["model"])
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["iterations"] == 3
+
+
 def test_export_round_trips_and_refuses_foreign_weights(tmp_path):
     shipped = REPO / "bundles" / "cpce_rfm_da" / "models" / "model.pt"
     dest = tmp_path / "model.pt"

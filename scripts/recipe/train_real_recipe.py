@@ -320,6 +320,8 @@ def cmd_train(args) -> None:
         zero_last_layer(net)
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    # float16 gradients underflow without loss scaling; bf16 has float32's range and needs none
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     sampler = PatchSampler(args.data, args.patch, (args.i0_min, args.i0_max), args.intensity_jitter,
                            kernels=args.kernels.split(",") if args.kernels else None, seed=args.seed,
                            exclude_patients=set(args.exclude_patients.split(",")) if args.exclude_patients else (),
@@ -333,6 +335,8 @@ def cmd_train(args) -> None:
         opt.load_state_dict(ck["optimizer"])  # moves the state to the parameters' device
         it, elapsed, losses = ck["iteration"], ck["elapsed_s"], ck["losses"]
         sampler.gen.set_state(ck["sampler_rng"])
+        if "scaler" in ck:
+            scaler.load_state_dict(ck["scaler"])
         logger.info("resumed from %s at iteration %d (%.1f min)", ckpt_path, it, elapsed / 60)
     logger.info("%s: %d draws, patch %d, batch %d, amp %s, %s, %.0f min budget", args.bundle, len(sampler.images),
                 args.patch, args.batch, args.amp, device, args.minutes)
@@ -340,6 +344,7 @@ def cmd_train(args) -> None:
     def save_checkpoint() -> None:
         _atomic_save({"model": _cpu_state(net), "optimizer": opt.state_dict(), "iteration": it,
                       "elapsed_s": time.time() - t_start, "losses": losses, "sampler_rng": sampler.gen.get_state(),
+                      "scaler": scaler.state_dict(),
                       "args": _plain(args)}, ckpt_path)
 
     budget = args.minutes * 60.0
@@ -371,8 +376,9 @@ def cmd_train(args) -> None:
         else:
             loss = torch.nn.functional.mse_loss(pred.float(), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()  # scale, step and update are plain backward/step when not fp16
+        scaler.step(opt)
+        scaler.update()
         it += 1
         # logged as plain RMSE; kept as tensors (no GPU sync per step) and read at the log line
         window.append(torch.nn.functional.mse_loss(pred.detach().float(), y))
