@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-
 REPO = Path(__file__).resolve().parents[1]
 MODULE = "ldct_scripts.recipe.train_real_recipe"
 PAIRS = REPO.parent / "shared" / "real_ldct" / "dev_pairs.npz"
@@ -123,7 +122,7 @@ def test_export_round_trips_and_refuses_foreign_weights(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_train_refuses_a_missing_gpu_and_fp16_on_the_cpu(tmp_path):
-    base = [sys.executable, "-m", "ldct_scripts.recipe.train_real_recipe", "train", "--bundle", "cpce_rfm_da",
+    base = [sys.executable, "-m", MODULE, "train", "--bundle", "cpce_rfm_da",
             "--data", str(tmp_path), "--out", str(tmp_path / "run")]
     done = subprocess.run(base + ["--device", "cuda"], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "--device cuda asked for, but torch" in done.stderr and "sees no CUDA GPU" in done.stderr

@@ -242,8 +242,6 @@ def load_network(bundle: str, ckpt: str | None = None, residual: str | None = No
     parser.read_config(str(root / "configs" / "inference.json"))
     parser["bundle_root"] = str(root)
     if residual is not None:
-        if "residual" not in parser.get():
-            raise ValueError(f"--residual: the {bundle} bundle's network has no `residual` option.")
         parser["residual"] = residual
     net = parser.get_parsed_content("network_def")
     if ckpt:
@@ -402,17 +400,22 @@ def cmd_train(args) -> None:
     logger.info("done: %d iterations, %.1f min; weights in %s", it, elapsed / 60, out / "model.pt")
 
 
+def _add_residual_arg(parser) -> None:
+    """``--residual``, shared by ``train`` and ``evaluate``: which network the weights are (or become)."""
+    parser.add_argument("--residual", choices=("true", "false"), default=None,
+                        help="the residual network (true: inference.json's default and the shipped weights') or the "
+                             "seed's (false); weights of one kind give wrong images as the other")
+
+
 def _add_train_args(sub) -> None:
     t = sub.add_parser("train", help="train a bundle's network on the simulated draws")
     t.add_argument("--bundle", choices=sorted(BUNDLES), required=True)
     t.add_argument("--data", required=True, help="simulate's output folder (several joined with os.pathsep)")
     t.add_argument("--out", required=True, help="run folder: checkpoint.pt (resumed from), model.pt, train.json")
     t.add_argument("--init", default=None, help="initial weights (e.g. the bundle's models/model.pt)")
-    t.add_argument("--residual", choices=("true", "false"), default=None,
-                   help="U-Net: train the residual network (true, the default of inference.json and of the shipped "
-                        "weights) or the seed's (false)")
+    _add_residual_arg(t)
     t.add_argument("--zero-last-layer", action="store_true",
-                   help="zero the last convolution of --init's network first: a residual U-Net then starts as the "
+                   help="zero the last convolution of --init's network first: a residual network then starts as the "
                         "identity (carries residual=false weights over to residual=true)")
     t.add_argument("--minutes", type=float, default=30.0, help="wall-clock training budget, resumes included")
     t.add_argument("--max-iters", type=int, default=0, help="stop after this many iterations too (0: no limit)")
@@ -490,8 +493,7 @@ def _add_evaluate_args(sub) -> None:
     e.add_argument("--ckpt", default=None, help="weights (default: the bundle's models/model.pt)")
     e.add_argument("--pairs", default=str(ROOT.parent / "shared" / "real_ldct" / "dev_pairs.npz"))
     e.add_argument("--json", default=None, help="also write the table here")
-    e.add_argument("--residual", choices=("true", "false"), default=None,
-                   help="U-Net: the network kind the weights were trained as (default: inference.json's, true)")
+    _add_residual_arg(e)
     e.add_argument("--threads", type=int, default=2)
     e.set_defaults(func=cmd_evaluate)
 
